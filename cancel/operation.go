@@ -1,0 +1,442 @@
+package cancel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var lastID atomic.Uint64
+
+// An Operation is a unit of work that can be cancelled and says why it
+// stopped. Start creates one; its owner ends it with End. Any goroutine may
+// cancel it, report its progress or read its state.
+type Operation struct {
+	config // what Start's options asked for
+
+	id     uint64
+	name   string
+	parent *Operation
+	start  time.Time
+
+	ctx         opContext
+	cancelCtx   context.CancelCauseFunc
+	parentCtx   context.Context // set while a cancellable parent context is watched
+	deadline    time.Time
+	hasDeadline bool
+
+	cancelErr        atomic.Pointer[Error]
+	deadlineExceeded atomic.Bool
+	delivered        atomic.Int64
+
+	mu         sync.Mutex
+	status     Status
+	end        time.Time
+	cause      error // what End returned
+	last       Progress
+	hasLast    bool
+	timer      *time.Timer
+	timeout    *timeoutSource // the source the timer stands for
+	stopParent func() bool
+	stops      []func()
+	notifying  sync.WaitGroup // observer calls End must wait for
+}
+
+// opContext is the context of an operation: the standard library's
+// cancelCtx underneath (so context.Cause, AfterFunc and children work as
+// usual), with the operation as a value and its deadline and timeout error.
+type opContext struct {
+	context.Context
+	op *Operation
+}
+
+type opKey struct{}
+
+func (c *opContext) Value(key any) any {
+	if key == (opKey{}) {
+		return c.op
+	}
+	return c.Context.Value(key)
+}
+
+func (c *opContext) Deadline() (time.Time, bool) { return c.op.deadline, c.op.hasDeadline }
+
+func (c *opContext) Err() error {
+	err := c.Context.Err()
+	if err != nil && c.op.deadlineExceeded.Load() {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+func (c *opContext) String() string {
+	return fmt.Sprintf("cancel.Operation(%q, %d)", c.op.name, c.op.id)
+}
+
+// FromContext returns the innermost operation whose context ctx is or
+// derives from, or nil.
+func FromContext(ctx context.Context) *Operation {
+	if ctx == nil {
+		return nil
+	}
+	op, _ := ctx.Value(opKey{}).(*Operation)
+	return op
+}
+
+// Start starts an operation named name and returns its context and the
+// operation. The caller must call End when the work is done, whatever
+// happened, and should return what End returns. The name should be of low
+// cardinality (a route pattern, a job kind): observers use it as a metric
+// label.
+//
+// The operation is cancelled when one of its sources fires, when Cancel is
+// called, and, with ReasonParent, when ctx is cancelled (for an operation
+// started under another, when that one is cancelled). The returned context
+// is done once the operation is cancelled or has ended; context.Cause
+// returns the *Error of the cancellation, or ErrEnded.
+//
+// Invalid options do not panic: the operation fails at once with an
+// *OptionError, which End returns.
+func Start(ctx context.Context, name string, opts ...Option) (context.Context, *Operation) {
+	op := &Operation{id: lastID.Add(1), name: name, start: time.Now(), status: StatusPending}
+	if ctx == nil {
+		op.fail(&OptionError{Option: "Start", Problem: "nil context"})
+		ctx = context.Background()
+	}
+	for _, o := range opts {
+		if o == nil {
+			op.fail(&OptionError{Option: "Option", Problem: "nil Option"})
+			continue
+		}
+		o(&op.config)
+	}
+	op.parent = FromContext(ctx)
+	op.observers = inheritObservers(op.parent, op.observers)
+	if len(op.observers) > 0 {
+		ctx = observerList(op.observers).ObserveStart(ctx, op)
+	}
+
+	base, watchParent := ctx, ctx.Done() != nil && !op.shielded
+	if ctx.Done() != nil {
+		// The operation cancels its context itself, so that the cause is
+		// always its own *Error, even when the parent is what stopped it.
+		base = context.WithoutCancel(ctx)
+	}
+	inner, cancelCtx := context.WithCancelCause(base)
+	op.ctx = opContext{Context: inner, op: op}
+	op.cancelCtx = cancelCtx
+	if op.err != nil {
+		op.failAtStart()
+		return &op.ctx, op
+	}
+	op.setDeadline(ctx, watchParent)
+	if op.registry != nil {
+		op.registry.add(op)
+	}
+	op.mu.Lock()
+	op.status = StatusRunning
+	op.mu.Unlock()
+
+	if watchParent {
+		op.parentCtx = ctx
+		if ctx.Err() != nil {
+			op.cancelByParent()
+		} else {
+			op.stopParent = context.AfterFunc(ctx, op.cancelByParent)
+		}
+	}
+	if op.timeout != nil {
+		at, _ := op.timeout.deadline(op.start)
+		if d := time.Until(at); d > 0 {
+			op.timer = time.AfterFunc(d, op.onTimeout)
+		} else {
+			op.onTimeout()
+		}
+	}
+	if len(op.sources) > 0 {
+		fire := op.fire
+		for _, s := range op.sources {
+			if s == Source(op.timeout) {
+				continue
+			}
+			op.stops = append(op.stops, watch(&op.ctx, s, fire))
+		}
+	}
+	return &op.ctx, op
+}
+
+func inheritObservers(parent *Operation, own []Observer) []Observer {
+	var inherited []Observer
+	if parent != nil {
+		inherited = parent.observers
+	} else if l := defaultObserver.Load(); l != nil {
+		inherited = *l
+	}
+	if len(own) == 0 {
+		return inherited
+	}
+	return append(inherited[:len(inherited):len(inherited)], own...)
+}
+
+// setDeadline finds the time the operation's own sources fire by and the
+// deadline its context reports: the earlier of that and the parent's.
+// Plain timeouts share one timer; timeouts inside composites keep theirs.
+func (op *Operation) setDeadline(parent context.Context, inheritDeadline bool) {
+	var timeoutAt time.Time
+	for _, s := range op.sources {
+		at, ok := sourceDeadline(s, op.start)
+		if !ok {
+			continue
+		}
+		if t, plain := s.(*timeoutSource); plain && (op.timeout == nil || at.Before(timeoutAt)) {
+			op.timeout, timeoutAt = t, at
+		}
+		if !op.hasDeadline || at.Before(op.deadline) {
+			op.deadline, op.hasDeadline = at, true
+		}
+	}
+	if !inheritDeadline {
+		return
+	}
+	if at, ok := parent.Deadline(); ok && (!op.hasDeadline || at.Before(op.deadline)) {
+		op.deadline, op.hasDeadline = at, true
+	}
+}
+
+func (op *Operation) fire(reason Reason, message string) { op.cancel(reason, message, nil) }
+
+func (op *Operation) onTimeout() { op.cancel(ReasonTimeout, op.timeout.message(), nil) }
+
+func (op *Operation) cancelByParent() {
+	op.cancel(ReasonParent, "", context.Cause(op.parentCtx))
+}
+
+// Cancel requests the cancellation of the operation with a reason and a
+// message, and reports whether this call was the one that did: the first
+// request wins, and an operation that has ended cannot be cancelled. A
+// Reason outside the closed set is recorded as ReasonManual.
+//
+// Cancel returns once the operation's context is done and its observers
+// were told; it does not wait for the operation to end.
+func (op *Operation) Cancel(reason Reason, message string) bool {
+	return op.cancel(reason, message, nil)
+}
+
+func (op *Operation) cancel(reason Reason, message string, cause error) bool {
+	if !reason.valid() {
+		reason = ReasonManual
+	}
+	op.mu.Lock()
+	if op.status.Ended() || op.cancelErr.Load() != nil {
+		op.mu.Unlock()
+		return false
+	}
+	e := &Error{Reason: reason, Message: message, Op: op.name, OpID: op.id, Time: time.Now(), Cause: cause}
+	op.cancelErr.Store(e)
+	op.notifying.Add(1)
+	op.mu.Unlock()
+
+	if errors.Is(e, context.DeadlineExceeded) {
+		op.deadlineExceeded.Store(true)
+	}
+	op.cancelCtx(e)
+	observerList(op.observers).ObserveCancel(op, e)
+	op.notifying.Done()
+	return true
+}
+
+// End ends the operation with the error its work returned, and returns the
+// error the caller should return:
+//
+//   - nil if err is nil: the work completed, even if a cancellation was
+//     requested meanwhile (the status is StatusCompleted and Reason tells
+//     about the request);
+//   - err if no cancellation was requested (StatusFailed);
+//   - otherwise an error for which errors.As finds the operation's *Error
+//     (StatusCancelled): the *Error itself for a bare context error,
+//     else err with the cancellation added.
+//
+// End releases the operation's timers, signal handlers and registrations,
+// and tells the observers. Calls after the first return what the first did.
+func (op *Operation) End(err error) error {
+	if op.parentCtx != nil && op.cancelErr.Load() == nil && op.parentCtx.Err() != nil {
+		op.cancelByParent() // the parent stopped before its news reached us
+	}
+	op.mu.Lock()
+	if op.status.Ended() {
+		res := op.cause
+		op.mu.Unlock()
+		return res
+	}
+	op.end = time.Now()
+	ce := op.cancelErr.Load()
+	switch {
+	case err == nil:
+		op.status = StatusCompleted
+	case ce == nil:
+		op.status, op.cause = StatusFailed, err
+	default:
+		op.status, op.cause = StatusCancelled, withCancellation(err, ce)
+	}
+	res := op.cause
+	op.mu.Unlock()
+
+	op.notifying.Wait()
+	op.cancelCtx(ErrEnded)
+	op.release()
+	if op.registry != nil {
+		op.registry.remove(op)
+	}
+	observerList(op.observers).ObserveEnd(op)
+	return res
+}
+
+func (op *Operation) failAtStart() {
+	op.mu.Lock()
+	op.status, op.end, op.cause = StatusFailed, time.Now(), op.err
+	op.mu.Unlock()
+	op.cancelCtx(op.err)
+	observerList(op.observers).ObserveEnd(op)
+}
+
+func (op *Operation) release() {
+	if op.timer != nil {
+		op.timer.Stop()
+	}
+	if op.stopParent != nil {
+		op.stopParent()
+	}
+	for i := len(op.stops) - 1; i >= 0; i-- {
+		op.stops[i]()
+	}
+}
+
+// Run starts an operation named name, calls fn with its context and ends
+// the operation with fn's error, returning what End returns. If fn panics,
+// the operation ends as failed and the panic goes on up. With invalid
+// options, fn is not called and Run returns the *OptionError.
+func Run(ctx context.Context, name string, fn func(ctx context.Context) error, opts ...Option) (err error) {
+	ctx, op := Start(ctx, name, opts...)
+	if op.err != nil {
+		return op.err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			op.End(fmt.Errorf("cancel: %s: panic: %v", name, r))
+			panic(r)
+		}
+	}()
+	return op.End(fn(ctx))
+}
+
+// Progress reports progress of the operation: a message and attributes,
+// passed on to its observers in the order of the calls. The last report is
+// kept for Info. Reports after End are dropped.
+func (op *Operation) Progress(message string, attrs ...slog.Attr) {
+	p := Progress{Time: time.Now(), Message: message, Attrs: attrs}
+	op.mu.Lock()
+	if op.status.Ended() {
+		op.mu.Unlock()
+		return
+	}
+	op.last, op.hasLast = p, true
+	if len(op.observers) == 0 {
+		op.mu.Unlock()
+		return
+	}
+	op.notifying.Add(1)
+	op.mu.Unlock()
+	observerList(op.observers).ObserveProgress(op, p)
+	op.notifying.Done()
+}
+
+// ID returns the operation's ID, unique in the process.
+func (op *Operation) ID() uint64 { return op.id }
+
+// Name returns the operation's name.
+func (op *Operation) Name() string { return op.name }
+
+// Parent returns the operation this one was started under, or nil.
+func (op *Operation) Parent() *Operation { return op.parent }
+
+// Attrs returns the attributes given with WithAttrs. The caller must not
+// modify them.
+func (op *Operation) Attrs() []slog.Attr { return op.attrs }
+
+// Shielded reports whether the operation is the shielded section of Shield.
+func (op *Operation) Shielded() bool { return op.shielded }
+
+// Status returns where the operation is in its life.
+func (op *Operation) Status() Status {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.status
+}
+
+// Reason returns the reason of the cancellation request, or the zero Reason
+// if there was none. An operation can have a Reason and still be completed:
+// it was asked to stop and finished first.
+func (op *Operation) Reason() Reason {
+	if e := op.cancelErr.Load(); e != nil {
+		return e.Reason
+	}
+	return 0
+}
+
+// Err returns nil until a cancellation is requested, then its *Error. It is
+// the cheap check for loops: if err := op.Err(); err != nil { return err }.
+func (op *Operation) Err() error {
+	if e := op.cancelErr.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Cause returns what End returned: nil while the operation runs and when it
+// completed, its error when it was cancelled or failed.
+func (op *Operation) Cause() error {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.cause
+}
+
+// Done returns a channel that is closed when the operation is cancelled or
+// has ended. It is the Done channel of the operation's context.
+func (op *Operation) Done() <-chan struct{} { return op.ctx.Done() }
+
+// Deadline returns the time the operation's context will be cancelled by,
+// from its own timeouts or its parent's.
+func (op *Operation) Deadline() (time.Time, bool) { return op.deadline, op.hasDeadline }
+
+// StartTime returns when the operation started.
+func (op *Operation) StartTime() time.Time { return op.start }
+
+// EndTime returns when the operation ended, or the zero time.
+func (op *Operation) EndTime() time.Time {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.end
+}
+
+// Duration returns how long the operation ran, or has run so far.
+func (op *Operation) Duration() time.Duration {
+	if end := op.EndTime(); !end.IsZero() {
+		return end.Sub(op.start)
+	}
+	return time.Since(op.start)
+}
+
+// Delivered returns how many items the streams of the operation (Seq, Seq2,
+// Chan) delivered: the size of its partial result when it was cancelled.
+func (op *Operation) Delivered() int64 { return op.delivered.Load() }
+
+// LastProgress returns the last progress report, if there was one.
+func (op *Operation) LastProgress() (Progress, bool) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.last, op.hasLast
+}

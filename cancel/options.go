@@ -1,0 +1,104 @@
+package cancel
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// An Option configures an operation at Start.
+type Option func(*config)
+
+type config struct {
+	sources   []Source
+	observers []Observer
+	registry  *Registry
+	attrs     []slog.Attr
+	shielded  bool
+	err       error // the first invalid option
+}
+
+func (c *config) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func (c *config) addSource(option string, s Source) {
+	if err := validateSource(option, s); err != nil {
+		c.fail(err)
+		return
+	}
+	c.sources = append(c.sources, s)
+}
+
+// WithTimeout cancels the operation with ReasonTimeout d after it starts. Its
+// context reports the deadline, and its Err is context.DeadlineExceeded
+// once it passed.
+func WithTimeout(d time.Duration) Option {
+	return func(c *config) { c.addSource("WithTimeout", Timeout(d)) }
+}
+
+// WithDeadline cancels the operation with ReasonTimeout at t.
+func WithDeadline(t time.Time) Option {
+	return func(c *config) { c.addSource("WithDeadline", Deadline(t)) }
+}
+
+// WithToken cancels the operation when tok is cancelled, with tok's reason
+// and message. The operation's callback is removed from tok when it ends.
+func WithToken(tok *Token) Option {
+	return func(c *config) {
+		if tok == nil { // a nil *Token is a non-nil Source: check it here
+			c.fail(&OptionError{Option: "WithToken", Problem: "nil *Token"})
+			return
+		}
+		c.addSource("WithToken", tok)
+	}
+}
+
+// WithSignals cancels the operation with ReasonSignal when the process
+// receives one of signals (SIGINT or SIGTERM when none are given). See
+// Signals.
+func WithSignals(signals ...os.Signal) Option {
+	return func(c *config) { c.addSource("WithSignals", Signals(signals...)) }
+}
+
+// WithCondition cancels the operation with ReasonCondition once check
+// returns true, polling every interval. See Condition.
+func WithCondition(name string, check func(ctx context.Context) (bool, error), every time.Duration) Option {
+	return func(c *config) { c.addSource("WithCondition", Condition(name, check, every)) }
+}
+
+// WithSource cancels the operation when s fires. Use it for AnyOf, AllOf
+// and sources of your own.
+func WithSource(s Source) Option {
+	return func(c *config) { c.addSource("WithSource", s) }
+}
+
+// WithObserver adds o to the observers of the operation and of the
+// operations started under it, after the ones it inherits (from its parent
+// operation, or the default observer). A nil o is ignored.
+func WithObserver(o Observer) Option {
+	return func(c *config) { c.observers = appendObservers(c.observers, o) }
+}
+
+// WithRegistry lists the operation in r while it runs, and in r's history
+// after it ended. Registration is per operation: children are not listed
+// unless they ask too.
+func WithRegistry(r *Registry) Option {
+	return func(c *config) {
+		if r == nil {
+			c.fail(&OptionError{Option: "WithRegistry", Problem: "nil *Registry"})
+			return
+		}
+		c.registry = r
+	}
+}
+
+// WithAttrs attaches attributes to the operation: observers turn them into
+// span attributes and log fields. Give only values of bounded cardinality if
+// an observer turns them into metric labels.
+func WithAttrs(attrs ...slog.Attr) Option {
+	return func(c *config) { c.attrs = append(c.attrs, attrs...) }
+}
