@@ -174,10 +174,10 @@ func runCallback(f func()) {
 
 var defaultObserver atomic.Pointer[observerList]
 
-// SetDefaultObserver makes o the observer of every operation started without
-// a parent operation; operations started under another one inherit its
-// observers. A program sets it once, at start-up, like slog.SetDefault. A
-// nil o removes the default.
+// SetDefaultObserver makes o the observer of every operation started from
+// then on, before the ones given with WithObserver. A program sets it once,
+// at start-up, like slog.SetDefault; this is how a tracer sees every
+// operation, in libraries too. A nil o removes the default.
 func SetDefaultObserver(o Observer) {
 	l := observerList(appendObservers(nil, o))
 	defaultObserver.Store(&l)

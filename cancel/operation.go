@@ -115,7 +115,7 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 		o(&op.config)
 	}
 	op.parent = FromContext(ctx)
-	op.observers = inheritObservers(op.parent, op.observers)
+	op.observers = observersFor(op.parent, op.observers, op.shielded)
 	if len(op.observers) > 0 {
 		ctx = observerList(op.observers).ObserveStart(ctx, op)
 	}
@@ -169,17 +169,19 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 	return &op.ctx, op
 }
 
-func inheritObservers(parent *Operation, own []Observer) []Observer {
-	var inherited []Observer
-	if parent != nil {
-		inherited = parent.observers
+// observersFor returns the observers of an operation: the default ones
+// plus its own. A shielded section also has its parent's, being a part of it.
+func observersFor(parent *Operation, own []Observer, shielded bool) []Observer {
+	var base []Observer
+	if shielded && parent != nil {
+		base = parent.observers
 	} else if l := defaultObserver.Load(); l != nil {
-		inherited = *l
+		base = *l
 	}
 	if len(own) == 0 {
-		return inherited
+		return base
 	}
-	return append(inherited[:len(inherited):len(inherited)], own...)
+	return append(base[:len(base):len(base)], own...)
 }
 
 // setDeadline finds the time the operation's own sources fire by and the

@@ -76,9 +76,11 @@ func WithSource(s Source) Option {
 	return func(c *config) { c.addSource("WithSource", s) }
 }
 
-// WithObserver adds o to the observers of the operation and of the
-// operations started under it, after the ones it inherits (from its parent
-// operation, or the default observer). A nil o is ignored.
+// WithObserver adds o to the observers of the operation, after the default
+// one (see SetDefaultObserver). It applies to this operation only, not to
+// the operations started under it, so the same options can be given to a
+// whole tree of operations without telling an observer twice. A nil o is
+// ignored.
 func WithObserver(o Observer) Option {
 	return func(c *config) { c.observers = appendObservers(c.observers, o) }
 }
