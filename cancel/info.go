@@ -35,17 +35,22 @@ func (op *Operation) Info() Info {
 		ID:        op.id,
 		Name:      op.name,
 		Status:    op.status,
-		Shielded:  op.shielded,
+		Shielded:  op.Shielded(),
 		Started:   op.start,
-		Ended:     op.end,
 		Delivered: op.delivered.Load(),
-		Attrs:     attrsMap(op.attrs),
+		Attrs:     attrsMap(op.Attrs()),
+		Duration:  op.ended,
+	}
+	if op.ended != 0 {
+		i.Ended = op.start.Add(op.ended)
+	} else {
+		i.Duration = time.Since(op.start)
 	}
 	if op.cause != nil {
 		i.Error = op.cause.Error()
 	}
-	if op.hasLast {
-		p := op.last
+	if op.progress != nil {
+		p := *op.progress
 		i.LastProgress = &p
 	}
 	op.mu.Unlock()
@@ -55,14 +60,7 @@ func (op *Operation) Info() Info {
 	if e := op.cancelErr.Load(); e != nil {
 		i.Reason, i.Message, i.CancelRequested = e.Reason, e.Message, e.Time
 	}
-	if op.hasDeadline {
-		i.Deadline = op.deadline
-	}
-	if i.Ended.IsZero() {
-		i.Duration = time.Since(op.start)
-	} else {
-		i.Duration = i.Ended.Sub(op.start)
-	}
+	i.Deadline, _ = op.Deadline()
 	return i
 }
 

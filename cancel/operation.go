@@ -16,34 +16,39 @@ var lastID atomic.Uint64
 // stopped. Start creates one; its owner ends it with End. Any goroutine may
 // cancel it, report its progress or read its state.
 type Operation struct {
-	config // what Start's options asked for
+	id        uint64
+	name      string
+	parent    *Operation
+	start     time.Time
+	observers []Observer
+	x         *opExtra // nil for an operation with no options and a parent that cannot be cancelled
 
-	id     uint64
-	name   string
-	parent *Operation
-	start  time.Time
+	ctx       opContext
+	cancelCtx context.CancelCauseFunc
+	cancelErr atomic.Pointer[Error]
+	delivered atomic.Int64
 
-	ctx         opContext
-	cancelCtx   context.CancelCauseFunc
+	deadlineExceeded atomic.Bool
+
+	mu        sync.Mutex
+	status    Status
+	ended     time.Duration  // since start, once ended
+	cause     error          // what End returned
+	progress  *Progress      // the last report
+	notifying sync.WaitGroup // observer calls End must wait for
+}
+
+// opExtra holds what only some operations need, out of the way of the
+// common case (allocation size is most of the cost of Start).
+type opExtra struct {
+	config
 	parentCtx   context.Context // set while a cancellable parent context is watched
+	stopParent  func() bool
 	deadline    time.Time
 	hasDeadline bool
-
-	cancelErr        atomic.Pointer[Error]
-	deadlineExceeded atomic.Bool
-	delivered        atomic.Int64
-
-	mu         sync.Mutex
-	status     Status
-	end        time.Time
-	cause      error // what End returned
-	last       Progress
-	hasLast    bool
-	timer      *time.Timer
-	timeout    *timeoutSource // the source the timer stands for
-	stopParent func() bool
-	stops      []func()
-	notifying  sync.WaitGroup // observer calls End must wait for
+	timer       *time.Timer
+	timeout     *timeoutSource // the source the timer stands for
+	stops       []func()
 }
 
 // opContext is the context of an operation: the standard library's
@@ -63,7 +68,7 @@ func (c *opContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-func (c *opContext) Deadline() (time.Time, bool) { return c.op.deadline, c.op.hasDeadline }
+func (c *opContext) Deadline() (time.Time, bool) { return c.op.Deadline() }
 
 func (c *opContext) Err() error {
 	err := c.Context.Err()
@@ -102,25 +107,34 @@ func FromContext(ctx context.Context) *Operation {
 // Invalid options do not panic: the operation fails at once with an
 // *OptionError, which End returns.
 func Start(ctx context.Context, name string, opts ...Option) (context.Context, *Operation) {
-	op := &Operation{id: lastID.Add(1), name: name, start: time.Now(), status: StatusPending}
+	op := &Operation{id: lastID.Add(1), name: name, start: now(), status: StatusPending}
+	var x *opExtra
+	if len(opts) > 0 || ctx == nil || ctx.Done() != nil {
+		x = &opExtra{}
+		op.x = x
+	}
 	if ctx == nil {
-		op.fail(&OptionError{Option: "Start", Problem: "nil context"})
+		x.fail(&OptionError{Option: "Start", Problem: "nil context"})
 		ctx = context.Background()
 	}
 	for _, o := range opts {
 		if o == nil {
-			op.fail(&OptionError{Option: "Option", Problem: "nil Option"})
+			x.fail(&OptionError{Option: "Option", Problem: "nil Option"})
 			continue
 		}
-		o(&op.config)
+		o(&x.config)
 	}
 	op.parent = FromContext(ctx)
-	op.observers = observersFor(op.parent, op.observers, op.shielded)
+	if x != nil {
+		op.observers = observersFor(op.parent, x.observers, x.shielded)
+	} else {
+		op.observers = observersFor(op.parent, nil, false)
+	}
 	if len(op.observers) > 0 {
 		ctx = observerList(op.observers).ObserveStart(ctx, op)
 	}
 
-	base, watchParent := ctx, ctx.Done() != nil && !op.shielded
+	base, watchParent := ctx, ctx.Done() != nil && !op.Shielded()
 	if ctx.Done() != nil {
 		// The operation cancels its context itself, so that the cause is
 		// always its own *Error, even when the parent is what stopped it.
@@ -129,41 +143,45 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 	inner, cancelCtx := context.WithCancelCause(base)
 	op.ctx = opContext{Context: inner, op: op}
 	op.cancelCtx = cancelCtx
-	if op.err != nil {
+	if x == nil {
+		op.status = StatusRunning // no one else can see op yet
+		return &op.ctx, op
+	}
+	if x.err != nil {
 		op.failAtStart()
 		return &op.ctx, op
 	}
-	op.setDeadline(ctx, watchParent)
-	if op.registry != nil {
-		op.registry.add(op)
+	x.setDeadline(op.start, ctx, watchParent)
+	if x.registry != nil {
+		x.registry.add(op)
 	}
 	op.mu.Lock()
 	op.status = StatusRunning
 	op.mu.Unlock()
 
 	if watchParent {
-		op.parentCtx = ctx
+		x.parentCtx = ctx
 		if ctx.Err() != nil {
 			op.cancelByParent()
 		} else {
-			op.stopParent = context.AfterFunc(ctx, op.cancelByParent)
+			x.stopParent = context.AfterFunc(ctx, op.cancelByParent)
 		}
 	}
-	if op.timeout != nil {
-		at, _ := op.timeout.deadline(op.start)
+	if x.timeout != nil {
+		at, _ := x.timeout.deadline(op.start)
 		if d := time.Until(at); d > 0 {
-			op.timer = time.AfterFunc(d, op.onTimeout)
+			x.timer = time.AfterFunc(d, op.onTimeout)
 		} else {
 			op.onTimeout()
 		}
 	}
-	if len(op.sources) > 0 {
+	if len(x.sources) > 0 {
 		fire := op.fire
-		for _, s := range op.sources {
-			if s == Source(op.timeout) {
+		for _, s := range x.sources {
+			if s == Source(x.timeout) {
 				continue
 			}
-			op.stops = append(op.stops, watch(&op.ctx, s, fire))
+			x.stops = append(x.stops, watch(&op.ctx, s, fire))
 		}
 	}
 	return &op.ctx, op
@@ -187,34 +205,39 @@ func observersFor(parent *Operation, own []Observer, shielded bool) []Observer {
 // setDeadline finds the time the operation's own sources fire by and the
 // deadline its context reports: the earlier of that and the parent's.
 // Plain timeouts share one timer; timeouts inside composites keep theirs.
-func (op *Operation) setDeadline(parent context.Context, inheritDeadline bool) {
+func (x *opExtra) setDeadline(start time.Time, parent context.Context, inheritDeadline bool) {
 	var timeoutAt time.Time
-	for _, s := range op.sources {
-		at, ok := sourceDeadline(s, op.start)
+	if x.hasTimeout {
+		x.timeout = &x.config.timeout
+		timeoutAt, _ = x.timeout.deadline(start)
+		x.deadline, x.hasDeadline = timeoutAt, true
+	}
+	for _, s := range x.sources {
+		at, ok := sourceDeadline(s, start)
 		if !ok {
 			continue
 		}
-		if t, plain := s.(*timeoutSource); plain && (op.timeout == nil || at.Before(timeoutAt)) {
-			op.timeout, timeoutAt = t, at
+		if t, plain := s.(*timeoutSource); plain && (x.timeout == nil || at.Before(timeoutAt)) {
+			x.timeout, timeoutAt = t, at
 		}
-		if !op.hasDeadline || at.Before(op.deadline) {
-			op.deadline, op.hasDeadline = at, true
+		if !x.hasDeadline || at.Before(x.deadline) {
+			x.deadline, x.hasDeadline = at, true
 		}
 	}
 	if !inheritDeadline {
 		return
 	}
-	if at, ok := parent.Deadline(); ok && (!op.hasDeadline || at.Before(op.deadline)) {
-		op.deadline, op.hasDeadline = at, true
+	if at, ok := parent.Deadline(); ok && (!x.hasDeadline || at.Before(x.deadline)) {
+		x.deadline, x.hasDeadline = at, true
 	}
 }
 
 func (op *Operation) fire(reason Reason, message string) { op.cancel(reason, message, nil) }
 
-func (op *Operation) onTimeout() { op.cancel(ReasonTimeout, op.timeout.message(), nil) }
+func (op *Operation) onTimeout() { op.cancel(ReasonTimeout, op.x.timeout.message(), nil) }
 
 func (op *Operation) cancelByParent() {
-	op.cancel(ReasonParent, "", context.Cause(op.parentCtx))
+	op.cancel(ReasonParent, "", context.Cause(op.x.parentCtx))
 }
 
 // Cancel requests the cancellation of the operation with a reason and a
@@ -237,7 +260,7 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 		op.mu.Unlock()
 		return false
 	}
-	e := &Error{Reason: reason, Message: message, Op: op.name, OpID: op.id, Time: time.Now(), Cause: cause}
+	e := &Error{Reason: reason, Message: message, Op: op.name, OpID: op.id, Time: now(), Cause: cause}
 	op.cancelErr.Store(e)
 	op.notifying.Add(1)
 	op.mu.Unlock()
@@ -265,7 +288,7 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 // End releases the operation's timers, signal handlers and registrations,
 // and tells the observers. Calls after the first return what the first did.
 func (op *Operation) End(err error) error {
-	if op.parentCtx != nil && op.cancelErr.Load() == nil && op.parentCtx.Err() != nil {
+	if x := op.x; x != nil && x.parentCtx != nil && op.cancelErr.Load() == nil && x.parentCtx.Err() != nil {
 		op.cancelByParent() // the parent stopped before its news reached us
 	}
 	op.mu.Lock()
@@ -274,7 +297,7 @@ func (op *Operation) End(err error) error {
 		op.mu.Unlock()
 		return res
 	}
-	op.end = time.Now()
+	op.ended = max(time.Since(op.start), 1)
 	ce := op.cancelErr.Load()
 	switch {
 	case err == nil:
@@ -289,9 +312,11 @@ func (op *Operation) End(err error) error {
 
 	op.notifying.Wait()
 	op.cancelCtx(ErrEnded)
-	op.release()
-	if op.registry != nil {
-		op.registry.remove(op)
+	if x := op.x; x != nil {
+		x.release()
+		if x.registry != nil {
+			x.registry.remove(op)
+		}
 	}
 	observerList(op.observers).ObserveEnd(op)
 	return res
@@ -299,21 +324,21 @@ func (op *Operation) End(err error) error {
 
 func (op *Operation) failAtStart() {
 	op.mu.Lock()
-	op.status, op.end, op.cause = StatusFailed, time.Now(), op.err
+	op.status, op.ended, op.cause = StatusFailed, max(time.Since(op.start), 1), op.x.err
 	op.mu.Unlock()
-	op.cancelCtx(op.err)
+	op.cancelCtx(op.x.err)
 	observerList(op.observers).ObserveEnd(op)
 }
 
-func (op *Operation) release() {
-	if op.timer != nil {
-		op.timer.Stop()
+func (x *opExtra) release() {
+	if x.timer != nil {
+		x.timer.Stop()
 	}
-	if op.stopParent != nil {
-		op.stopParent()
+	if x.stopParent != nil {
+		x.stopParent()
 	}
-	for i := len(op.stops) - 1; i >= 0; i-- {
-		op.stops[i]()
+	for i := len(x.stops) - 1; i >= 0; i-- {
+		x.stops[i]()
 	}
 }
 
@@ -323,8 +348,8 @@ func (op *Operation) release() {
 // options, fn is not called and Run returns the *OptionError.
 func Run(ctx context.Context, name string, fn func(ctx context.Context) error, opts ...Option) (err error) {
 	ctx, op := Start(ctx, name, opts...)
-	if op.err != nil {
-		return op.err
+	if op.x != nil && op.x.err != nil {
+		return op.x.err
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -339,13 +364,16 @@ func Run(ctx context.Context, name string, fn func(ctx context.Context) error, o
 // passed on to its observers in the order of the calls. The last report is
 // kept for Info. Reports after End are dropped.
 func (op *Operation) Progress(message string, attrs ...slog.Attr) {
-	p := Progress{Time: time.Now(), Message: message, Attrs: attrs}
+	p := Progress{Time: now(), Message: message, Attrs: attrs}
 	op.mu.Lock()
 	if op.status.Ended() {
 		op.mu.Unlock()
 		return
 	}
-	op.last, op.hasLast = p, true
+	if op.progress == nil {
+		op.progress = new(Progress)
+	}
+	*op.progress = p
 	if len(op.observers) == 0 {
 		op.mu.Unlock()
 		return
@@ -367,10 +395,15 @@ func (op *Operation) Parent() *Operation { return op.parent }
 
 // Attrs returns the attributes given with WithAttrs. The caller must not
 // modify them.
-func (op *Operation) Attrs() []slog.Attr { return op.attrs }
+func (op *Operation) Attrs() []slog.Attr {
+	if op.x == nil {
+		return nil
+	}
+	return op.x.attrs
+}
 
 // Shielded reports whether the operation is the shielded section of Shield.
-func (op *Operation) Shielded() bool { return op.shielded }
+func (op *Operation) Shielded() bool { return op.x != nil && op.x.shielded }
 
 // Status returns where the operation is in its life.
 func (op *Operation) Status() Status {
@@ -412,7 +445,12 @@ func (op *Operation) Done() <-chan struct{} { return op.ctx.Done() }
 
 // Deadline returns the time the operation's context will be cancelled by,
 // from its own timeouts or its parent's.
-func (op *Operation) Deadline() (time.Time, bool) { return op.deadline, op.hasDeadline }
+func (op *Operation) Deadline() (time.Time, bool) {
+	if op.x == nil {
+		return time.Time{}, false
+	}
+	return op.x.deadline, op.x.hasDeadline
+}
 
 // StartTime returns when the operation started.
 func (op *Operation) StartTime() time.Time { return op.start }
@@ -421,13 +459,18 @@ func (op *Operation) StartTime() time.Time { return op.start }
 func (op *Operation) EndTime() time.Time {
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	return op.end
+	if op.ended == 0 {
+		return time.Time{}
+	}
+	return op.start.Add(op.ended)
 }
 
 // Duration returns how long the operation ran, or has run so far.
 func (op *Operation) Duration() time.Duration {
-	if end := op.EndTime(); !end.IsZero() {
-		return end.Sub(op.start)
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.ended != 0 {
+		return op.ended
 	}
 	return time.Since(op.start)
 }
@@ -440,5 +483,8 @@ func (op *Operation) Delivered() int64 { return op.delivered.Load() }
 func (op *Operation) LastProgress() (Progress, bool) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	return op.last, op.hasLast
+	if op.progress == nil {
+		return Progress{}, false
+	}
+	return *op.progress, true
 }

@@ -11,12 +11,14 @@ import (
 type Option func(*config)
 
 type config struct {
-	sources   []Source
-	observers []Observer
-	registry  *Registry
-	attrs     []slog.Attr
-	shielded  bool
-	err       error // the first invalid option
+	timeout    timeoutSource // the first WithTimeout or WithDeadline, kept inline
+	hasTimeout bool
+	sources    []Source
+	observers  []Observer
+	registry   *Registry
+	attrs      []slog.Attr
+	shielded   bool
+	err        error // the first invalid option
 }
 
 func (c *config) fail(err error) {
@@ -37,12 +39,20 @@ func (c *config) addSource(option string, s Source) {
 // context reports the deadline, and its Err is context.DeadlineExceeded
 // once it passed.
 func WithTimeout(d time.Duration) Option {
-	return func(c *config) { c.addSource("WithTimeout", Timeout(d)) }
+	return func(c *config) { c.addTimeout(timeoutSource{after: d}) }
 }
 
 // WithDeadline cancels the operation with ReasonTimeout at t.
 func WithDeadline(t time.Time) Option {
-	return func(c *config) { c.addSource("WithDeadline", Deadline(t)) }
+	return func(c *config) { c.addTimeout(timeoutSource{at: t, abs: true}) }
+}
+
+func (c *config) addTimeout(t timeoutSource) {
+	if !c.hasTimeout {
+		c.timeout, c.hasTimeout = t, true
+		return
+	}
+	c.sources = append(c.sources, &t)
 }
 
 // WithToken cancels the operation when tok is cancelled, with tok's reason

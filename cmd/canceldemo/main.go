@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -25,7 +26,9 @@ func main() {
 	}
 }
 
-func run(out io.Writer) error {
+func run(w io.Writer) error {
+	// Observers are called from whatever goroutine reports or cancels.
+	out := &lockedWriter{w: w}
 	start := time.Now()
 	events := cancel.Hooks{
 		OnStart: func(op *cancel.Operation) {
@@ -157,6 +160,17 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func since(start time.Time) string {
