@@ -31,9 +31,12 @@ func (e *Error) Error() string {
 		b.WriteString(e.Op)
 		b.WriteString(": ")
 	}
-	b.WriteString("cancelled (")
-	b.WriteString(e.Reason.String())
-	b.WriteString(")")
+	b.WriteString("cancelled")
+	if e.Reason != 0 {
+		b.WriteString(" (")
+		b.WriteString(e.Reason.String())
+		b.WriteString(")")
+	}
 	if e.Message != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Message)

@@ -108,8 +108,8 @@ func ExampleSeq() {
 	fmt.Println("delivered:", op.Delivered(), op.Status(), op.Reason())
 	// Output:
 	// row: a
-	// progress: processed 2 items
 	// row: b
+	// progress: processed 2 items
 	// row: c
 	// progress: processed 4 items
 	// delivered: 4 completed manual

@@ -2,7 +2,12 @@ package cancel
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -92,15 +97,81 @@ func attrsMap(attrs []slog.Attr) map[string]any {
 					m[a.Key] = g
 				}
 			}
-		case slog.KindDuration:
-			m[a.Key] = v.Duration().String()
 		default:
-			if err, ok := v.Any().(error); ok {
-				m[a.Key] = err.Error()
-			} else {
-				m[a.Key] = v.Any()
-			}
+			m[a.Key] = jsonValue(v)
 		}
 	}
 	return m
+}
+
+// jsonValue returns a resolved, non-group attribute value as something
+// encoding/json can always encode: one odd attribute must not make a whole
+// snapshot (or an admin page listing many) fail to encode, nor End panic
+// while it records the operation in a registry. Durations become strings as
+// slog's text form has them, errors their message, NaN and infinities their
+// names, and values json cannot encode (funcs, channels, a failing or
+// panicking MarshalJSON) their fmt form.
+func jsonValue(v slog.Value) any {
+	switch v.Kind() {
+	case slog.KindDuration:
+		return v.Duration().String()
+	case slog.KindFloat64:
+		if f := v.Float64(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return strconv.FormatFloat(f, 'g', -1, 64)
+		}
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case nil:
+			return nil
+		case error:
+			return fmt.Sprint(x) // fmt survives a nil receiver or a panic in Error
+		default:
+			if !encodesAsJSON(x) {
+				return fmt.Sprint(x)
+			}
+		}
+	}
+	return v.Any()
+}
+
+func encodesAsJSON(x any) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_, err := json.Marshal(x)
+	return err == nil
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes, so that a client can read
+// snapshots back into Info. The attributes come back sorted by key, objects
+// as groups, with the types JSON has (numbers are float64).
+func (p *Progress) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Time    time.Time      `json:"time"`
+		Message string         `json:"message"`
+		Attrs   map[string]any `json:"attrs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = Progress{Time: v.Time, Message: v.Message, Attrs: mapAttrs(v.Attrs)}
+	return nil
+}
+
+// mapAttrs is the inverse of attrsMap, for decoded JSON.
+func mapAttrs(m map[string]any) []slog.Attr {
+	if len(m) == 0 {
+		return nil
+	}
+	attrs := make([]slog.Attr, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if g, ok := m[k].(map[string]any); ok {
+			attrs = append(attrs, slog.Attr{Key: k, Value: slog.GroupValue(mapAttrs(g)...)})
+		} else {
+			attrs = append(attrs, slog.Any(k, m[k]))
+		}
+	}
+	return attrs
 }

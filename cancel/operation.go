@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,7 +145,9 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 	op.ctx = opContext{Context: inner, op: op}
 	op.cancelCtx = cancelCtx
 	if x == nil {
-		op.status = StatusRunning // no one else can see op yet
+		op.mu.Lock() // observers have seen op already
+		op.status = StatusRunning
+		op.mu.Unlock()
 		return &op.ctx, op
 	}
 	if x.err != nil {
@@ -152,12 +155,12 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 		return &op.ctx, op
 	}
 	x.setDeadline(op.start, ctx, watchParent)
-	if x.registry != nil {
-		x.registry.add(op)
-	}
 	op.mu.Lock()
 	op.status = StatusRunning
 	op.mu.Unlock()
+	if x.registry != nil {
+		x.registry.add(op)
+	}
 
 	if watchParent {
 		x.parentCtx = ctx
@@ -237,8 +240,19 @@ func (op *Operation) fire(reason Reason, message string) { op.cancel(reason, mes
 func (op *Operation) onTimeout() { op.cancel(ReasonTimeout, op.x.timeout.message(), nil) }
 
 func (op *Operation) cancelByParent() {
-	op.cancel(ReasonParent, "", context.Cause(op.x.parentCtx))
+	parent := op.x.parentCtx
+	cause := context.Cause(parent)
+	if parent.Err() == context.DeadlineExceeded && !errors.Is(cause, context.DeadlineExceeded) {
+		cause = deadlineCause{cause} // context.WithTimeoutCause: keep both facts
+	}
+	op.cancel(ReasonParent, "", cause)
 }
+
+// deadlineCause is the custom cause of a parent context whose deadline
+// passed: it reads as the cause and matches context.DeadlineExceeded too.
+type deadlineCause struct{ error }
+
+func (c deadlineCause) Unwrap() []error { return []error{c.error, context.DeadlineExceeded} }
 
 // Cancel requests the cancellation of the operation with a reason and a
 // message, and reports whether this call was the one that did: the first
@@ -268,8 +282,10 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 	if errors.Is(e, context.DeadlineExceeded) {
 		op.deadlineExceeded.Store(true)
 	}
-	op.cancelCtx(e)
+	// Observers first: a span event or a log line of the request comes
+	// before anything the cancellation causes (children, the body's exit).
 	observerList(op.observers).ObserveCancel(op, e)
+	op.cancelCtx(e)
 	op.notifying.Done()
 	return true
 }
@@ -327,6 +343,10 @@ func (op *Operation) failAtStart() {
 	op.status, op.ended, op.cause = StatusFailed, max(time.Since(op.start), 1), op.x.err
 	op.mu.Unlock()
 	op.cancelCtx(op.x.err)
+	if r := op.x.registry; r != nil { // operators see misconfigured work too
+		r.add(op)
+		r.remove(op)
+	}
 	observerList(op.observers).ObserveEnd(op)
 }
 
@@ -364,6 +384,9 @@ func Run(ctx context.Context, name string, fn func(ctx context.Context) error, o
 // passed on to its observers in the order of the calls. The last report is
 // kept for Info. Reports after End are dropped.
 func (op *Operation) Progress(message string, attrs ...slog.Attr) {
+	if len(attrs) > 0 {
+		attrs = slices.Clone(attrs) // kept for LastProgress: the caller may reuse its slice
+	}
 	p := Progress{Time: now(), Message: message, Attrs: attrs}
 	op.mu.Lock()
 	if op.status.Ended() {

@@ -20,7 +20,7 @@ const DefaultHistoryLimit = 1000
 type Registry struct {
 	// HistoryLimit caps how many ended operations are kept, oldest dropped
 	// first: zero means DefaultHistoryLimit, a negative value keeps none.
-	// Set it before the first use.
+	// It is read once, when the first operation ends.
 	HistoryLimit int
 
 	mu      sync.Mutex
@@ -28,6 +28,7 @@ type Registry struct {
 	peak    int    // largest len(live) since the map was last rebuilt
 	history []Info // ring buffer
 	next    int    // where the next ended operation goes in history
+	limit   int    // HistoryLimit as read at the first end; -1 for none
 
 	ended          [len(statusNames)]int64
 	reasons        [len(reasonNames)]int64
@@ -61,11 +62,20 @@ func (f *Filter) matchLive(op *Operation) bool {
 	return f.match(&i, op.start)
 }
 
+// historyLimit returns the limit read at the first ended operation: the
+// ring buffer cannot change size under its own feet. r.mu must be held.
 func (r *Registry) historyLimit() int {
-	if r.HistoryLimit == 0 {
-		return DefaultHistoryLimit
+	if r.limit == 0 {
+		switch {
+		case r.HistoryLimit == 0:
+			r.limit = DefaultHistoryLimit
+		case r.HistoryLimit < 0:
+			r.limit = -1
+		default:
+			r.limit = r.HistoryLimit
+		}
 	}
-	return max(r.HistoryLimit, 0)
+	return max(r.limit, 0)
 }
 
 func (r *Registry) add(op *Operation) {
@@ -168,10 +178,12 @@ func (r *Registry) Cancel(id uint64, reason Reason, message string) bool {
 }
 
 // CancelAll cancels the live operations f selects and returns how many this
-// call cancelled.
+// call cancelled. It cancels the newest first: an operation selected with
+// the operation it was started under gets reason and message from this
+// call, not ReasonParent from a race with its parent's cancellation.
 func (r *Registry) CancelAll(f Filter, reason Reason, message string) int {
 	n := 0
-	for _, op := range r.List(f) {
+	for _, op := range slices.Backward(r.List(f)) {
 		if op.Cancel(reason, message) {
 			n++
 		}
