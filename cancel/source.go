@@ -85,9 +85,23 @@ func (s *timeoutSource) message() string {
 	return "timed out after " + s.after.String()
 }
 
-func (s *timeoutSource) Watch(_ context.Context, fire func(Reason, string)) func() {
-	at, _ := s.deadline(time.Now())
-	t := time.AfterFunc(time.Until(at), func() { fire(ReasonTimeout, s.message()) })
+func (s *timeoutSource) Watch(ctx context.Context, fire func(Reason, string)) func() {
+	// Count from the operation's start, as its context's Deadline does:
+	// otherwise a timeout inside AnyOf or AllOf would fire a little after
+	// the deadline the context reports.
+	start := time.Now()
+	if op := FromContext(ctx); op != nil {
+		start = op.start
+	}
+	at, _ := s.deadline(start)
+	d := time.Until(at)
+	if d <= 0 {
+		// Like context.WithTimeout: a deadline already passed cancels
+		// before Start returns, not a moment later on a timer goroutine.
+		fire(ReasonTimeout, s.message())
+		return func() {}
+	}
+	t := time.AfterFunc(d, func() { fire(ReasonTimeout, s.message()) })
 	return func() { t.Stop() }
 }
 
@@ -95,9 +109,13 @@ func (s *timeoutSource) Watch(_ context.Context, fire func(Reason, string)) func
 type signalSource struct{ signals []os.Signal }
 
 // Signals returns a Source that fires with ReasonSignal when the process
-// receives one of signals; with none, SIGINT or SIGTERM. While the operation
-// runs, those signals are delivered to it instead of their default action
-// (ending the process); the handlers are removed when it ends.
+// receives one of signals; with none, SIGINT or SIGTERM. Until the source
+// fires or the operation is cancelled or ends, those signals are delivered to
+// it instead of their default action (ending the process). Then the handlers
+// are removed: a second Ctrl-C ends a program whose clean-up hangs, as it
+// would without the operation.
+//
+// os.Kill (SIGKILL) cannot be caught: asking for it is an *OptionError.
 func Signals(signals ...os.Signal) Source {
 	if len(signals) == 0 {
 		signals = []os.Signal{os.Interrupt, syscall.SIGTERM}
@@ -107,28 +125,37 @@ func Signals(signals ...os.Signal) Source {
 
 func (s *signalSource) validate(option string) error {
 	for _, sig := range s.signals {
-		if sig == nil {
+		switch sig {
+		case nil:
 			return &OptionError{Option: option, Problem: "nil os.Signal"}
+		case os.Kill:
+			return &OptionError{Option: option, Problem: "os.Kill (SIGKILL) cannot be caught"}
 		}
 	}
 	return nil
 }
 
-func (s *signalSource) Watch(_ context.Context, fire func(Reason, string)) func() {
+func (s *signalSource) Watch(ctx context.Context, fire func(Reason, string)) func() {
 	ch := make(chan os.Signal, 1)
 	quit := make(chan struct{})
 	exited := make(chan struct{})
 	signal.Notify(ch, s.signals...)
 	go func() {
 		defer close(exited)
+		var sig os.Signal
 		select {
-		case sig := <-ch:
-			fire(ReasonSignal, "received signal "+sig.String())
+		case sig = <-ch:
+		case <-ctx.Done(): // cancelled otherwise, or ended
 		case <-quit:
+		}
+		// Remove the handlers before firing, so that whoever sees the
+		// operation cancelled can count on the next signal's default action.
+		signal.Stop(ch)
+		if sig != nil {
+			fire(ReasonSignal, "received signal "+sig.String())
 		}
 	}()
 	return func() {
-		signal.Stop(ch)
 		close(quit)
 		<-exited
 	}
@@ -144,10 +171,11 @@ type conditionSource struct {
 // Condition returns a Source that fires with ReasonCondition once check
 // returns true. check is called when the operation starts, on the goroutine
 // calling Start, and then every interval on a goroutine of its own until the
-// operation ends. ctx is the operation's context; check must return soon
-// after it is done, since End waits for it. An error from check is reported
-// as a progress report of the operation and polling goes on. name says what
-// the condition is, in the cancellation message.
+// operation is cancelled or ends. ctx is the operation's context; check must
+// return soon after it is done, since End waits for it. An error from check
+// (or a panic in it) is reported as a progress report of the operation, once
+// until check succeeds or fails differently, and polling goes on. name says what the condition is, in the cancellation
+// message.
 //
 // every must be positive and check not nil: otherwise the operation fails at
 // Start with an *OptionError.
@@ -166,17 +194,29 @@ func (s *conditionSource) validate(option string) error {
 }
 
 // poll checks once and reports whether the condition held.
-func (s *conditionSource) poll(ctx context.Context, fire func(Reason, string)) bool {
+func (s *conditionSource) poll(ctx context.Context, fire func(Reason, string), lastErr *string) bool {
 	ok, err := s.safeCheck(ctx)
 	if err != nil {
+		// Report a failure once, not at every interval: a broken probe
+		// polled often would flood the traces. A new error is reported.
+		msg := err.Error()
+		if msg == *lastErr {
+			return false
+		}
+		*lastErr = msg
 		if op := FromContext(ctx); op != nil && ctx.Err() == nil {
 			op.Progress("condition check failed",
 				slog.String("condition", s.name), slog.String("error", err.Error()))
 		}
 		return false
 	}
+	*lastErr = ""
 	if ok {
-		fire(ReasonCondition, "condition "+s.name+" met")
+		if s.name == "" {
+			fire(ReasonCondition, "condition met")
+		} else {
+			fire(ReasonCondition, "condition "+s.name+" met")
+		}
 	}
 	return ok
 }
@@ -191,7 +231,8 @@ func (s *conditionSource) safeCheck(ctx context.Context) (ok bool, err error) {
 }
 
 func (s *conditionSource) Watch(ctx context.Context, fire func(Reason, string)) func() {
-	if s.poll(ctx, fire) {
+	var lastErr string // per watch: one Source may serve many operations
+	if s.poll(ctx, fire, &lastErr) {
 		return func() {}
 	}
 	quit := make(chan struct{})
@@ -204,8 +245,12 @@ func (s *conditionSource) Watch(ctx context.Context, fire func(Reason, string)) 
 			select {
 			case <-quit:
 				return
+			case <-ctx.Done():
+				// The operation was cancelled (or ended): a later fire
+				// would be ignored, so stop calling check.
+				return
 			case <-t.C:
-				if s.poll(ctx, fire) {
+				if s.poll(ctx, fire, &lastErr) {
 					return
 				}
 			}
