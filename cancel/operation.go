@@ -425,6 +425,13 @@ func (op *Operation) Attrs() []slog.Attr {
 	return op.x.attrs
 }
 
+// AdoptsSpan reports whether the operation was started with AdoptSpan.
+func (op *Operation) AdoptsSpan() bool { return op.x != nil && op.x.adopt }
+
+// Value returns the value of the operation's context for key: observers use
+// it to find what they stored in the context ObserveStart returned.
+func (op *Operation) Value(key any) any { return op.ctx.Context.Value(key) }
+
 // Shielded reports whether the operation is the shielded section of Shield.
 func (op *Operation) Shielded() bool { return op.x != nil && op.x.shielded }
 

@@ -492,3 +492,33 @@ func TestStress(t *testing.T) {
 		}
 	}
 }
+
+type valueObserver struct{ Hooks }
+
+type stateKey struct{}
+
+func (valueObserver) ObserveStart(ctx context.Context, op *Operation) context.Context {
+	return context.WithValue(ctx, stateKey{}, "state of "+op.Name())
+}
+
+// Observers find what they stored at start through Operation.Value.
+func TestOperationValue(t *testing.T) {
+	ctx, op := Start(context.Background(), "job", WithObserver(valueObserver{}))
+	defer op.End(nil)
+	if op.Value(stateKey{}) != "state of job" || ctx.Value(stateKey{}) != "state of job" {
+		t.Fatalf("value %v", op.Value(stateKey{}))
+	}
+	if op.Value(opKey{}) != nil {
+		t.Fatal("Value answers for the operation key: observers should use FromContext")
+	}
+}
+
+func TestAdoptSpan(t *testing.T) {
+	_, plain := Start(context.Background(), "plain")
+	_, adopting := Start(context.Background(), "adopting", AdoptSpan())
+	defer plain.End(nil)
+	defer adopting.End(nil)
+	if plain.AdoptsSpan() || !adopting.AdoptsSpan() {
+		t.Fatalf("AdoptsSpan: plain %v adopting %v", plain.AdoptsSpan(), adopting.AdoptsSpan())
+	}
+}

@@ -18,6 +18,7 @@ type config struct {
 	registry   *Registry
 	attrs      []slog.Attr
 	shielded   bool
+	adopt      bool
 	err        error // the first invalid option
 }
 
@@ -113,4 +114,13 @@ func WithRegistry(r *Registry) Option {
 // an observer turns them into metric labels.
 func WithAttrs(attrs ...slog.Attr) Option {
 	return func(c *config) { c.attrs = append(c.attrs, attrs...) }
+}
+
+// AdoptSpan tells observers that the operation stands for the work the span
+// already in its context stands for: a tracing observer then records the
+// operation on that span (an HTTP server span started by otelhttp, say)
+// instead of starting a child span. Without a span in the context, it has no
+// effect.
+func AdoptSpan() Option {
+	return func(c *config) { c.adopt = true }
 }
