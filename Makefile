@@ -1,21 +1,36 @@
-# Cancelable for Go. `make test` is what CI runs.
+# Cancelable for Go. `make test` is what CI runs (through .ci/run).
 GO ?= go
-PKGS := ./...
+JAEGER_BIN ?= $(CURDIR)/tools/bin/jaeger
 
-.PHONY: demo test lint bench fmt
+.PHONY: demo test unit e2e lint bench fmt jaeger
 
 demo:
 	$(GO) run ./cmd/canceldemo
 
-test: lint
-	$(GO) test -race -count=1 $(PKGS)
+# Everything: formatting, vet, unit tests with the race detector, and the
+# end-to-end tests against real Jaeger and promtool.
+test: lint unit e2e
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Jaeger is built from source as a Go tool of the tools module (a few
+# minutes the first time); promtool comes from Debian's prometheus package.
+e2e: jaeger
+	cd tools && JAEGER_BIN=$(JAEGER_BIN) $(GO) test -race -count=1 ./...
+
+jaeger: $(JAEGER_BIN)
+
+$(JAEGER_BIN): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(JAEGER_BIN) github.com/jaegertracing/jaeger/cmd/jaeger
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+	$(GO) vet ./...
+	cd tools && $(GO) vet ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 $(PKGS) | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
 
 fmt:
 	gofmt -w .
