@@ -18,13 +18,15 @@ type jaeger struct {
 	query    string // host:port of the query HTTP API
 }
 
-// jaegerBinary returns the Jaeger built as a Go tool of this module, or the
-// one JAEGER_BIN names (.ci/run builds it once).
+// jaegerBinary returns the Jaeger JAEGER_BIN names (make builds it once),
+// or builds it as the Go tool of the tools/jaeger module.
 func jaegerBinary(t *testing.T) string {
 	if bin := os.Getenv("JAEGER_BIN"); bin != "" {
 		return bin
 	}
-	out, err := exec.Command("go", "tool", "-n", "jaeger").Output()
+	cmd := exec.Command("go", "tool", "-n", "jaeger")
+	cmd.Dir = "../jaeger"
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("building Jaeger (go tool -n jaeger): %v", err)
 	}
