@@ -145,9 +145,13 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 	op.ctx = opContext{Context: inner, op: op}
 	op.cancelCtx = cancelCtx
 	if x == nil {
-		op.mu.Lock() // observers have seen op already
-		op.status = StatusRunning
-		op.mu.Unlock()
+		if len(op.observers) == 0 {
+			op.status = StatusRunning // no one else has seen op yet
+		} else {
+			op.mu.Lock()
+			op.status = StatusRunning
+			op.mu.Unlock()
+		}
 		return &op.ctx, op
 	}
 	if x.err != nil {
@@ -170,9 +174,12 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 			x.stopParent = context.AfterFunc(ctx, op.cancelByParent)
 		}
 	}
-	if x.timeout != nil {
-		at, _ := x.timeout.deadline(op.start)
-		if d := time.Until(at); d > 0 {
+	if t := x.timeout; t != nil {
+		d := t.after // a relative timeout needs no clock read
+		if t.abs {
+			d = time.Until(t.at)
+		}
+		if d > 0 {
 			x.timer = time.AfterFunc(d, op.onTimeout)
 		} else {
 			op.onTimeout()

@@ -53,7 +53,9 @@ func (c *config) addTimeout(t timeoutSource) {
 		c.timeout, c.hasTimeout = t, true
 		return
 	}
-	c.sources = append(c.sources, &t)
+	more := new(timeoutSource) // not &t: that would move every t to the heap
+	*more = t
+	c.sources = append(c.sources, more)
 }
 
 // WithToken cancels the operation when tok is cancelled, with tok's reason
