@@ -16,7 +16,12 @@
 // cancel.reason for a cancelled operation; a cancelled or failed one gets
 // status Error and error.type (the reason, or the Go type of the error). An
 // operation started with cancel.AdoptSpan records all of that on the span
-// already in its context instead of starting one.
+// already in its context instead of starting one, and leaves ending it to
+// whoever started it; a span context propagated from another process is no
+// span to adopt, so there the operation starts a child span as usual. A
+// shielded section (cancel.Shield) is a child span named "shield" with
+// cancel.shielded=true, and an operation whose streams delivered items gets
+// cancel.delivered.
 //
 // Metrics, with their names as Prometheus shows them:
 //
@@ -27,9 +32,13 @@
 //	cancel_progress_reports_total{cancel_operation_name}
 //
 // cancel_stop_latency_seconds is the time from a cancellation request to the
-// end of the operation: it shows work that ignores its context. The first
-// time an operation name is seen, its counters are created at zero for every
-// outcome and reason, so rate() and alerts work from the first event.
+// end of the operation: it shows work that ignores its context. It is
+// recorded whenever a cancellation was requested, also for an operation that
+// completed anyway. The first time an operation name is seen, its counters
+// exist at zero for every outcome and reason, so rate() and alerts work from
+// the first event. The duration histogram carries exemplars with the trace
+// and span IDs of sampled operations. Operation names beyond WithMaxNames
+// are counted under OtherName.
 //
 // NewPrometheus gives a MeterProvider and a ready /metrics handler, and
 // NewLogHandler adds the operation and trace to slog records.

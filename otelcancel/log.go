@@ -3,6 +3,7 @@ package otelcancel
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -10,13 +11,31 @@ import (
 )
 
 // NewLogHandler returns a slog.Handler that adds to every record logged with
-// a context inside an operation the operation's ID and name, its
-// cancellation reason once one was requested, and the trace and span IDs of
-// the span in the context, then passes it to next. Logs, traces and metrics
-// then meet on the same keys.
-func NewLogHandler(next slog.Handler) slog.Handler { return &logHandler{next: next} }
+// a context inside an operation the operation's ID and name
+// (cancel.operation.id, cancel.operation.name), its cancellation reason once
+// one was requested (cancel.reason), and the trace and span IDs of the span
+// in the context (trace_id, span_id; these also outside an operation, when
+// the context holds a valid span), then passes it to next. Logs, traces and
+// metrics then meet on the same keys. A record logged without an operation
+// or a span passes unchanged.
+//
+// The keys stay at the top level of the record even under
+// Logger.WithGroup, where queries look for them.
+func NewLogHandler(next slog.Handler) slog.Handler {
+	return &logHandler{next: next, grouped: next}
+}
 
-type logHandler struct{ next slog.Handler }
+type logHandler struct {
+	next    slog.Handler // with the attributes given before the first group
+	groups  []logGroup   // opened by WithGroup, outermost first
+	grouped slog.Handler // next with groups applied, for records we add nothing to
+}
+
+// logGroup is a group opened by WithGroup and the attributes given inside it.
+type logGroup struct {
+	name  string
+	attrs []slog.Attr
+}
 
 func (h *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
 	return h.next.Enabled(ctx, level)
@@ -24,30 +43,69 @@ func (h *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	if ctx == nil {
-		return h.next.Handle(ctx, r)
+		return h.grouped.Handle(ctx, r)
 	}
 	op := cancel.FromContext(ctx)
 	sc := trace.SpanContextFromContext(ctx)
 	if op == nil && !sc.IsValid() {
-		return h.next.Handle(ctx, r)
+		return h.grouped.Handle(ctx, r)
 	}
-	r = r.Clone() // the caller's record may share its attributes
+	var add [5]slog.Attr
+	n := 0
 	if op != nil {
-		r.AddAttrs(slog.Uint64(string(KeyOperationID), op.ID()), slog.String(string(KeyOperationName), op.Name()))
+		add[0], add[1] = slog.Uint64(string(KeyOperationID), op.ID()), slog.String(string(KeyOperationName), op.Name())
+		n = 2
 		if reason := op.Reason(); reason != 0 {
-			r.AddAttrs(slog.String(string(KeyReason), reason.String()))
+			add[n] = slog.String(string(KeyReason), reason.String())
+			n++
 		}
 	}
 	if sc.IsValid() {
-		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		add[n], add[n+1] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
+		n += 2
 	}
-	return h.next.Handle(ctx, r)
+	if len(h.groups) == 0 {
+		r = r.Clone() // the caller's record may share its attributes
+		r.AddAttrs(add[:n]...)
+		return h.next.Handle(ctx, r)
+	}
+	// The record's attributes go in the groups, ours beside them.
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(add[:n]...)
+	attrs := make([]slog.Attr, 0, r.NumAttrs())
+	r.Attrs(func(a slog.Attr) bool {
+		attrs = append(attrs, a)
+		return true
+	})
+	for i := len(h.groups) - 1; i >= 0; i-- {
+		g := h.groups[i]
+		attrs = []slog.Attr{{Key: g.name, Value: slog.GroupValue(append(slices.Clip(g.attrs), attrs...)...)}}
+	}
+	out.AddAttrs(attrs...)
+	return h.next.Handle(ctx, out)
 }
 
 func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &logHandler{next: h.next.WithAttrs(attrs)}
+	if len(attrs) == 0 {
+		return h
+	}
+	if len(h.groups) == 0 {
+		next := h.next.WithAttrs(attrs)
+		return &logHandler{next: next, grouped: next}
+	}
+	groups := slices.Clone(h.groups)
+	last := &groups[len(groups)-1]
+	last.attrs = append(slices.Clip(last.attrs), attrs...)
+	return &logHandler{next: h.next, groups: groups, grouped: h.grouped.WithAttrs(attrs)}
 }
 
 func (h *logHandler) WithGroup(name string) slog.Handler {
-	return &logHandler{next: h.next.WithGroup(name)}
+	if name == "" {
+		return h
+	}
+	return &logHandler{
+		next:    h.next,
+		groups:  append(slices.Clip(h.groups), logGroup{name: name}),
+		grouped: h.grouped.WithGroup(name),
+	}
 }

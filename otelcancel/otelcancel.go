@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -72,7 +74,7 @@ type config struct {
 // WithTracerProvider sets the tracer provider; the global one by default.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) error {
-		if tp == nil {
+		if tp == nil || isNil(tp) {
 			return errors.New("otelcancel: WithTracerProvider: nil provider")
 		}
 		c.tp = tp
@@ -83,7 +85,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // WithMeterProvider sets the meter provider; the global one by default.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) error {
-		if mp == nil {
+		if mp == nil || isNil(mp) {
 			return errors.New("otelcancel: WithMeterProvider: nil provider")
 		}
 		c.mp = mp
@@ -92,8 +94,9 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // WithDurationBuckets sets the bucket bounds, in seconds, of the duration
-// histogram. They must be positive and increasing.
+// histogram. They must be positive, finite and increasing.
 func WithDurationBuckets(bounds ...float64) Option {
+	bounds = slices.Clone(bounds)
 	return func(c *config) error {
 		if err := checkBuckets("WithDurationBuckets", bounds); err != nil {
 			return err
@@ -104,8 +107,9 @@ func WithDurationBuckets(bounds ...float64) Option {
 }
 
 // WithStopLatencyBuckets sets the bucket bounds, in seconds, of the stop
-// latency histogram. They must be positive and increasing.
+// latency histogram. They must be positive, finite and increasing.
 func WithStopLatencyBuckets(bounds ...float64) Option {
+	bounds = slices.Clone(bounds)
 	return func(c *config) error {
 		if err := checkBuckets("WithStopLatencyBuckets", bounds); err != nil {
 			return err
@@ -120,16 +124,30 @@ func checkBuckets(option string, bounds []float64) error {
 		return fmt.Errorf("otelcancel: %s: no bounds", option)
 	}
 	for i, b := range bounds {
-		if !(b > 0) || i > 0 && b <= bounds[i-1] {
-			return fmt.Errorf("otelcancel: %s: bounds must be positive and increasing, got %v", option, bounds)
+		// The +Inf bucket is always there: a bound of +Inf would make
+		// it twice in Prometheus.
+		if !(b > 0) || math.IsInf(b, 1) || i > 0 && b <= bounds[i-1] {
+			return fmt.Errorf("otelcancel: %s: bounds must be positive, finite and increasing, got %v", option, bounds)
 		}
 	}
 	return nil
 }
 
+// DefaultMaxNames is the number of distinct operation names metrics carry
+// unless WithMaxNames says otherwise.
+//
+// Each name has up to 10 series per instrument (3 outcomes, 8 reasons), and
+// the OpenTelemetry SDK keeps at most 2000 series per instrument by default
+// (sdkmetric.WithCardinalityLimit), beyond which it merges new series into
+// one without attributes, losing the name. 100 names, and OtherName, stay
+// well within that.
+const DefaultMaxNames = 100
+
 // WithMaxNames caps the distinct operation names metrics carry (default
-// 1000); operations with further names are counted under OtherName. Spans
-// keep the real names.
+// DefaultMaxNames); operations with further names are counted under
+// OtherName. Spans keep the real names. Beyond 190 names, raise the meter
+// provider's cardinality limit (sdkmetric.WithCardinalityLimit) to at least
+// 10 series per name, OtherName included.
 func WithMaxNames(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -142,18 +160,32 @@ func WithMaxNames(n int) Option {
 
 // An Observer records operations as spans, span events and metrics. It
 // implements cancel.Observer and is safe for concurrent use.
+//
+// The counters (cancel.operations, cancel.operation.active,
+// cancel.progress.reports) are asynchronous instruments: operations count
+// themselves on atomics of their name's series, and the meter reads them at
+// collection. An operation then costs atomic adds and one histogram record
+// (two when a cancellation was requested) instead of four instrument calls,
+// and every known series exists from its name's first operation on. The
+// histograms are recorded as operations end, in the span's context, for
+// exemplars.
+//
+// Each Observer registers a callback with its meter provider for good: make
+// one per program (or per meter provider), not one per request.
 type Observer struct {
 	tracer      trace.Tracer
-	operations  metric.Int64Counter
+	operations  metric.Int64ObservableCounter
 	duration    metric.Float64Histogram
-	active      metric.Int64UpDownCounter
+	active      metric.Int64ObservableUpDownCounter
 	stopLatency metric.Float64Histogram
-	progress    metric.Int64Counter
+	progress    metric.Int64ObservableCounter
 
 	maxNames int
 	mu       sync.Mutex
 	names    sync.Map // string -> *nameSeries
 	count    int      // entries in names, under mu
+	full     atomic.Bool
+	other    atomic.Pointer[nameSeries] // set before full
 }
 
 var _ cancel.Observer = (*Observer)(nil)
@@ -161,10 +193,10 @@ var _ cancel.Observer = (*Observer)(nil)
 // New returns an Observer. Invalid options make it fail with an error naming
 // the option.
 func New(opts ...Option) (*Observer, error) {
-	c := config{duration: DefaultDurationBuckets, stopLatency: DefaultStopLatencyBuckets, maxNames: 1000}
-	for _, o := range opts {
+	c := config{duration: DefaultDurationBuckets, stopLatency: DefaultStopLatencyBuckets, maxNames: DefaultMaxNames}
+	for i, o := range opts {
 		if o == nil {
-			return nil, errors.New("otelcancel: nil Option")
+			return nil, fmt.Errorf("otelcancel: New: nil Option (option %d of %d)", i+1, len(opts))
 		}
 		if err := o(&c); err != nil {
 			return nil, err
@@ -179,35 +211,62 @@ func New(opts ...Option) (*Observer, error) {
 	meter := c.mp.Meter(ScopeName)
 	o := &Observer{tracer: c.tp.Tracer(ScopeName), maxNames: c.maxNames}
 	var err, e error
-	o.operations, e = meter.Int64Counter("cancel.operations", metric.WithUnit("{operation}"),
+	o.operations, e = meter.Int64ObservableCounter("cancel.operations", metric.WithUnit("{operation}"),
 		metric.WithDescription("Operations ended, by outcome and cancellation reason."))
 	err = errors.Join(err, e)
 	o.duration, e = meter.Float64Histogram("cancel.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long operations ran, by outcome and cancellation reason."),
 		metric.WithExplicitBucketBoundaries(c.duration...))
 	err = errors.Join(err, e)
-	o.active, e = meter.Int64UpDownCounter("cancel.operation.active", metric.WithUnit("{operation}"),
+	o.active, e = meter.Int64ObservableUpDownCounter("cancel.operation.active", metric.WithUnit("{operation}"),
 		metric.WithDescription("Operations running now."))
 	err = errors.Join(err, e)
 	o.stopLatency, e = meter.Float64Histogram("cancel.stop.latency", metric.WithUnit("s"),
 		metric.WithDescription("Time from a cancellation request to the end of the operation."),
 		metric.WithExplicitBucketBoundaries(c.stopLatency...))
 	err = errors.Join(err, e)
-	o.progress, e = meter.Int64Counter("cancel.progress.reports", metric.WithUnit("{report}"),
+	o.progress, e = meter.Int64ObservableCounter("cancel.progress.reports", metric.WithUnit("{report}"),
 		metric.WithDescription("Progress reports of operations."))
 	err = errors.Join(err, e)
+	if err == nil {
+		// The registration lives as long as the meter provider: an
+		// Observer is made once per program.
+		_, err = meter.RegisterCallback(o.observeCounts, o.operations, o.active, o.progress)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("otelcancel: creating instruments: %w", err)
 	}
 	return o, nil
 }
 
-// nameSeries holds the attribute sets of one operation name, built once:
-// recording then allocates nothing for attributes.
+// nameSeries holds the series of one operation name: their counts, and
+// their attribute sets built once, as the option slices the instruments
+// take, so that recording allocates nothing for attributes.
 type nameSeries struct {
-	name  metric.MeasurementOption                  // the name alone
-	ended [len(outcomes)][]metric.MeasurementOption // name, outcome, reason: by outcome, then reason
-	stop  []metric.MeasurementOption                // name, reason: by reason
+	name     attrOpts                  // the name alone
+	ended    [len(outcomes)][]endCount // by outcome, then reason
+	stop     []attrOpts                // name, reason: by reason
+	active   atomic.Int64              // operations of the name running
+	progress atomic.Int64              // their progress reports
+}
+
+// endCount is one series of cancel.operations and of the duration: name,
+// outcome and reason.
+type endCount struct {
+	attrOpts
+	n atomic.Int64
+}
+
+// attrOpts is one attribute set as the options of each kind of instrument
+// call.
+type attrOpts struct {
+	record  []metric.RecordOption
+	observe []metric.ObserveOption
+}
+
+func newAttrOpts(kvs ...attribute.KeyValue) attrOpts {
+	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	return attrOpts{record: []metric.RecordOption{o}, observe: []metric.ObserveOption{o}}
 }
 
 var outcomes = [...]cancel.Status{cancel.StatusCompleted, cancel.StatusCancelled, cancel.StatusFailed}
@@ -224,45 +283,75 @@ func outcomeIndex(s cancel.Status) int {
 	return 0
 }
 
-// series returns the attribute sets of name, creating them and their zero
-// counts the first time.
-func (o *Observer) series(ctx context.Context, name string) *nameSeries {
+// series returns the series of name, creating them the first time. Once
+// maxNames names were seen, further names get the series of OtherName,
+// without taking the lock.
+func (o *Observer) series(name string) *nameSeries {
 	if s, ok := o.names.Load(name); ok {
 		return s.(*nameSeries)
+	}
+	if o.full.Load() {
+		return o.other.Load()
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if s, ok := o.names.Load(name); ok {
 		return s.(*nameSeries)
 	}
-	if o.count >= o.maxNames && name != OtherName {
-		o.mu.Unlock()
-		s := o.series(ctx, OtherName)
-		o.mu.Lock()
-		return s
+	if o.count >= o.maxNames {
+		if o.other.Load() == nil {
+			o.other.Store(newSeries(OtherName))
+		}
+		o.full.Store(true)
+		return o.other.Load()
 	}
+	s := newSeries(name)
+	o.names.Store(name, s)
+	o.count++
+	return s
+}
+
+func newSeries(name string) *nameSeries {
 	n := KeyOperationName.String(name)
-	s := &nameSeries{name: metric.WithAttributeSet(attribute.NewSet(n)), stop: make([]metric.MeasurementOption, numReasons)}
+	s := &nameSeries{name: newAttrOpts(n), stop: make([]attrOpts, numReasons)}
 	for i, out := range outcomes {
-		s.ended[i] = make([]metric.MeasurementOption, numReasons)
+		s.ended[i] = make([]endCount, numReasons)
 		for r := range numReasons {
 			reason := cancel.Reason(r)
 			if (out == cancel.StatusCancelled) != (reason != 0) {
 				continue // a reason goes with cancelled, and only there
 			}
-			s.ended[i][r] = metric.WithAttributeSet(attribute.NewSet(n,
-				KeyOutcome.String(out.String()), KeyReason.String(reason.String())))
-			o.operations.Add(ctx, 0, s.ended[i][r])
+			s.ended[i][r].attrOpts = newAttrOpts(n, KeyOutcome.String(out.String()), KeyReason.String(reason.String()))
 		}
 	}
 	for r := range numReasons {
-		s.stop[r] = metric.WithAttributeSet(attribute.NewSet(n, KeyReason.String(cancel.Reason(r).String())))
+		s.stop[r] = newAttrOpts(n, KeyReason.String(cancel.Reason(r).String()))
 	}
-	o.progress.Add(ctx, 0, s.name)
-	o.active.Add(ctx, 0, s.name)
-	o.names.Store(name, s)
-	o.count++
 	return s
+}
+
+// observeCounts reports the counters of every name, zeros included: known
+// series exist from their name's first operation on.
+func (o *Observer) observeCounts(_ context.Context, obs metric.Observer) error {
+	report := func(s *nameSeries) {
+		for i := range s.ended {
+			for r := range s.ended[i] {
+				if c := &s.ended[i][r]; c.observe != nil {
+					obs.ObserveInt64(o.operations, c.n.Load(), c.observe...)
+				}
+			}
+		}
+		obs.ObserveInt64(o.active, s.active.Load(), s.name.observe...)
+		obs.ObserveInt64(o.progress, s.progress.Load(), s.name.observe...)
+	}
+	o.names.Range(func(_, v any) bool {
+		report(v.(*nameSeries))
+		return true
+	})
+	if s := o.other.Load(); s != nil {
+		report(s)
+	}
+	return nil
 }
 
 // opState is the context an operation runs in, as this observer left it:
@@ -295,25 +384,23 @@ func (o *Observer) state(op *cancel.Operation) *opState {
 // ObserveStart starts the operation's span, or adopts the one in ctx, and
 // counts the operation as active.
 func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) context.Context {
-	s := &opState{obs: o, series: o.series(ctx, op.Name())}
-	attrs := append(make([]attribute.KeyValue, 0, 3+len(op.Attrs())),
-		KeyOperationID.Int64(int64(op.ID())), KeyOperationName.String(op.Name()))
-	if op.Shielded() {
-		attrs = append(attrs, KeyShielded.Bool(true))
-	}
-	attrs = appendSlogAttrs(attrs, "", op.Attrs())
+	s := &opState{obs: o, series: o.series(op.Name())}
 	if op.AdoptsSpan() {
-		if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() {
+		// A remote span context (propagated from another process) is no
+		// span to record on: the operation gets a child span of it.
+		if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() && !span.SpanContext().IsRemote() {
 			s.span, s.adopted = span, true
-			span.SetAttributes(attrs...)
 		}
 	}
 	if s.span == nil {
-		ctx, s.span = o.tracer.Start(ctx, op.Name(),
-			trace.WithTimestamp(op.StartTime()), trace.WithAttributes(attrs...))
+		// The attributes are set at the end, with the outcome, in one
+		// call: an unsampled operation builds none, and a sampled one
+		// grows the span's attributes once. Samplers see the operation's
+		// name, as the span's.
+		ctx, s.span = o.tracer.Start(ctx, op.Name(), trace.WithTimestamp(op.StartTime()))
 	}
 	s.Context = ctx
-	o.active.Add(s, 1, s.series.name)
+	s.series.active.Add(1)
 	return s
 }
 
@@ -323,7 +410,7 @@ func (o *Observer) ObserveProgress(op *cancel.Operation, p cancel.Progress) {
 	if s == nil {
 		return // started before this observer was set
 	}
-	o.progress.Add(s, 1, s.series.name)
+	s.series.progress.Add(1)
 	if !s.span.IsRecording() {
 		return
 	}
@@ -343,7 +430,7 @@ func (o *Observer) ObserveCancel(op *cancel.Operation, err *cancel.Error) {
 		KeyReason.String(err.Reason.String()), KeyMessage.String(err.Message)))
 }
 
-// ObserveEnd records the outcome on the span and in the metrics, and ends
+// ObserveEnd records the outcome in the metrics and on the span, and ends
 // the span unless it was adopted.
 func (o *Observer) ObserveEnd(op *cancel.Operation) {
 	s := o.state(op)
@@ -355,37 +442,67 @@ func (o *Observer) ObserveEnd(op *cancel.Operation) {
 	if status == cancel.StatusCancelled {
 		reason = op.Reason()
 	}
-	ended := s.series.ended[outcomeIndex(status)][reason]
-	o.operations.Add(s, 1, ended)
-	o.duration.Record(s, op.Duration().Seconds(), ended)
-	o.active.Add(s, -1, s.series.name)
-	var requested *cancel.Error
-	if errors.As(op.Err(), &requested) {
-		o.stopLatency.Record(s, end.Sub(requested.Time).Seconds(), s.series.stop[requested.Reason])
+	ended := &s.series.ended[outcomeIndex(status)][reason]
+	ended.n.Add(1)
+	s.series.active.Add(-1)
+	o.duration.Record(s, end.Sub(op.StartTime()).Seconds(), ended.record...)
+	// Err returns the *cancel.Error of the request itself (a type assertion
+	// rather than errors.As, which would make the pointer escape).
+	if requested, ok := op.Err().(*cancel.Error); ok && requested != nil {
+		o.stopLatency.Record(s, end.Sub(requested.Time).Seconds(), s.series.stop[requested.Reason].record...)
 	}
 
 	span := s.span
-	if span.IsRecording() {
-		attrs := []attribute.KeyValue{KeyOutcome.String(status.String())}
-		if reason != 0 {
-			attrs = append(attrs, KeyReason.String(reason.String()))
+	if !span.IsRecording() {
+		if !s.adopted {
+			span.End() // without options, which cost allocations
 		}
-		if n := op.Delivered(); n > 0 {
-			attrs = append(attrs, KeyDelivered.Int64(n))
-		}
-		switch status {
-		case cancel.StatusCancelled:
-			attrs = append(attrs, KeyErrorType.String(reason.String()))
-			span.SetStatus(codes.Error, op.Cause().Error())
-		case cancel.StatusFailed:
-			attrs = append(attrs, KeyErrorType.String(errorType(op.Cause())))
-			span.SetStatus(codes.Error, op.Cause().Error())
-		}
-		span.SetAttributes(attrs...)
+		return
+	}
+	span.SetAttributes(endAttrs(op, status, reason)...)
+	if status == cancel.StatusCancelled || status == cancel.StatusFailed {
+		span.SetStatus(codes.Error, op.Cause().Error())
 	}
 	if !s.adopted {
 		span.End(trace.WithTimestamp(end))
 	}
+}
+
+// endAttrs returns the attributes of an ended operation's span.
+func endAttrs(op *cancel.Operation, status cancel.Status, reason cancel.Reason) []attribute.KeyValue {
+	// The exact size: attributes are 64 bytes each, and the span copies
+	// them again.
+	n := 3 + len(op.Attrs()) // ID, name, outcome, and groups expand
+	shielded, delivered := op.Shielded(), op.Delivered()
+	if shielded {
+		n++
+	}
+	if delivered > 0 {
+		n++
+	}
+	switch status {
+	case cancel.StatusCancelled:
+		n += 2
+	case cancel.StatusFailed:
+		n++
+	}
+	attrs := make([]attribute.KeyValue, 0, n)
+	attrs = append(attrs, KeyOperationID.Int64(int64(op.ID())), KeyOperationName.String(op.Name()))
+	if shielded {
+		attrs = append(attrs, KeyShielded.Bool(true))
+	}
+	attrs = appendSlogAttrs(attrs, "", op.Attrs())
+	attrs = append(attrs, KeyOutcome.String(status.String()))
+	if delivered > 0 {
+		attrs = append(attrs, KeyDelivered.Int64(delivered))
+	}
+	switch status {
+	case cancel.StatusCancelled:
+		attrs = append(attrs, KeyReason.String(reason.String()), KeyErrorType.String(reason.String()))
+	case cancel.StatusFailed:
+		attrs = append(attrs, KeyErrorType.String(errorType(op.Cause())))
+	}
+	return attrs
 }
 
 // errorType names the kind of a failure for error.type: the Go type of the
@@ -408,7 +525,9 @@ func errorType(err error) string {
 }
 
 // appendSlogAttrs turns slog attributes into OpenTelemetry ones; groups
-// become dotted keys.
+// become dotted keys, and a group without a key is inlined, as slog's
+// handlers do. An attribute without a key (the zero Attr, which slog
+// ignores) is left out: OpenTelemetry has no attribute without a key.
 func appendSlogAttrs(dst []attribute.KeyValue, prefix string, attrs []slog.Attr) []attribute.KeyValue {
 	for _, a := range attrs {
 		v := a.Value.Resolve()
@@ -416,6 +535,9 @@ func appendSlogAttrs(dst []attribute.KeyValue, prefix string, attrs []slog.Attr)
 		if prefix != "" && key != "" {
 			key = prefix + "." + key
 		} else if key == "" {
+			if v.Kind() != slog.KindGroup {
+				continue
+			}
 			key = prefix
 		}
 		switch v.Kind() {
