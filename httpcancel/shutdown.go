@@ -1,0 +1,41 @@
+package httpcancel
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cancelable-go/cancelable/cancel"
+)
+
+// A Drain cancels the requests in flight with ReasonShutdown some time
+// after a server starts shutting down. http.Server.Shutdown waits for
+// handlers but never cancels their contexts; a Drain gives them a grace
+// period, then cancels them, and the middleware answers those that wrote
+// nothing with 503 and Retry-After.
+type Drain struct {
+	grace time.Duration
+	tok   *cancel.Token
+	once  sync.Once
+	timer *time.Timer
+}
+
+// OnShutdown returns a Drain for srv: when srv.Shutdown is called, requests
+// still running grace later are cancelled. Give it to the middleware with
+// WithDrain.
+func OnShutdown(srv *http.Server, grace time.Duration) *Drain {
+	d := &Drain{grace: max(grace, 0), tok: cancel.NewToken()}
+	srv.RegisterOnShutdown(d.Start)
+	return d
+}
+
+// Start starts the grace period, once; OnShutdown calls it when the
+// server's shutdown begins.
+func (d *Drain) Start() {
+	d.once.Do(func() {
+		d.timer = time.AfterFunc(d.grace, func() { d.tok.Cancel(cancel.ReasonShutdown, "server shutting down") })
+	})
+}
+
+// Done is closed once the requests in flight were cancelled.
+func (d *Drain) Done() <-chan struct{} { return d.tok.Done() }

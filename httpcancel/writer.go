@@ -1,0 +1,184 @@
+package httpcancel
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cancelable-go/cancelable/cancel"
+)
+
+// writer is the ResponseWriter a handler gets. It passes everything through
+// (no buffering; Flush, Hijack and ResponseController keep working) and
+// lets the middleware take the response over when the operation is
+// cancelled while the handler runs: from then on the handler's calls fail
+// with http.ErrHandlerTimeout and never reach the client.
+type writer struct {
+	w  http.ResponseWriter
+	op *cancel.Operation
+	// header is the handler's own header map when the handler runs on a
+	// goroutine of its own: the middleware may answer on the real map
+	// while the handler still holds this one. Nil when inline.
+	header http.Header
+
+	mu          sync.Mutex
+	wroteHeader bool
+	status      int
+	hijacked    bool
+	closed      error          // set when the middleware took over
+	inflight    sync.WaitGroup // calls on w under way
+}
+
+// enter admits a call on the real writer, writing the header first when
+// the call sends body bytes. The caller must call w.inflight.Done after.
+func (w *writer) enter(sendsBody bool) (http.ResponseWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed != nil {
+		return nil, w.closed
+	}
+	if w.hijacked {
+		return nil, http.ErrHijacked
+	}
+	if sendsBody && !w.wroteHeader {
+		w.writeHeaderLocked(http.StatusOK)
+	}
+	w.inflight.Add(1)
+	return w.w, nil
+}
+
+func (w *writer) writeHeaderLocked(code int) {
+	if w.header != nil {
+		dst := w.w.Header()
+		for k, v := range w.header {
+			dst[k] = v
+		}
+	}
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.wroteHeader, w.status = true, code
+	}
+	w.w.WriteHeader(code)
+}
+
+func (w *writer) Header() http.Header {
+	if w.header != nil {
+		return w.header
+	}
+	return w.w.Header()
+}
+
+func (w *writer) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed != nil || w.hijacked || w.wroteHeader {
+		return
+	}
+	w.writeHeaderLocked(code)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	u, err := w.enter(true)
+	if err != nil {
+		return 0, err
+	}
+	n, err := u.Write(p)
+	w.inflight.Done()
+	if err != nil {
+		w.writeFailed(err)
+	}
+	return n, err
+}
+
+// writeFailed tells a peer that went away from a handler's own mistake:
+// only the first is a disconnect.
+func (w *writer) writeFailed(err error) {
+	if errors.Is(err, http.ErrBodyNotAllowed) || errors.Is(err, http.ErrContentLength) ||
+		errors.Is(err, http.ErrHijacked) || errors.Is(err, http.ErrHandlerTimeout) {
+		return
+	}
+	w.op.Cancel(cancel.ReasonDisconnect, "write failed: "+err.Error())
+}
+
+// Flush implements http.Flusher.
+func (w *writer) Flush() { w.FlushError() }
+
+// FlushError is what http.ResponseController.Flush calls.
+func (w *writer) FlushError() error {
+	u, err := w.enter(true)
+	if err != nil {
+		return err
+	}
+	err = http.NewResponseController(u).Flush()
+	w.inflight.Done()
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		w.writeFailed(err)
+	}
+	return err
+}
+
+// Hijack implements http.Hijacker; the connection is the handler's from then on.
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	u, err := w.enter(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer w.inflight.Done()
+	c, rw, err := http.NewResponseController(u).Hijack()
+	if err == nil {
+		w.mu.Lock()
+		w.hijacked = true
+		w.mu.Unlock()
+	}
+	return c, rw, err
+}
+
+// SetReadDeadline is what http.ResponseController.SetReadDeadline calls.
+func (w *writer) SetReadDeadline(t time.Time) error {
+	return w.control(func(rc *http.ResponseController) error { return rc.SetReadDeadline(t) })
+}
+
+// SetWriteDeadline is what http.ResponseController.SetWriteDeadline calls.
+func (w *writer) SetWriteDeadline(t time.Time) error {
+	return w.control(func(rc *http.ResponseController) error { return rc.SetWriteDeadline(t) })
+}
+
+// EnableFullDuplex is what http.ResponseController.EnableFullDuplex calls.
+func (w *writer) EnableFullDuplex() error {
+	return w.control((*http.ResponseController).EnableFullDuplex)
+}
+
+func (w *writer) control(f func(*http.ResponseController) error) error {
+	u, err := w.enter(false)
+	if err != nil {
+		return err
+	}
+	defer w.inflight.Done()
+	return f(http.NewResponseController(u))
+}
+
+// takeOver closes the writer to the handler and waits until no call of the
+// handler is on the real writer any more. It reports what the handler had
+// done: written the header, hijacked the connection.
+func (w *writer) takeOver() (wrote, hijacked bool) {
+	w.mu.Lock()
+	w.closed = http.ErrHandlerTimeout
+	wrote, hijacked = w.wroteHeader, w.hijacked
+	w.mu.Unlock()
+	if wrote && !hijacked {
+		// A write blocked on a client that stopped reading would hold us
+		// here: make it fail now.
+		http.NewResponseController(w.w).SetWriteDeadline(time.Now())
+	}
+	w.inflight.Wait()
+	return wrote, hijacked
+}
+
+// state returns what the handler did, once it returned.
+func (w *writer) state() (wrote bool, status int, hijacked bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wroteHeader, w.status, w.hijacked
+}
