@@ -2,7 +2,6 @@ package httpcancel
 
 import (
 	"errors"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -17,46 +16,81 @@ const DefaultBudgetHeader = "Request-Timeout"
 // anything longer is not a budget but garbage or an attack.
 const maxBudget = 24 * time.Hour
 
+// maxBudgetLen bounds the length of a budget, spaces around it aside.
+const maxBudgetLen = 64
+
+// The errors of ParseBudget. They never quote the value: it comes from the
+// client.
+var (
+	errBudgetEmpty       = errors.New("empty budget")
+	errBudgetTooLong     = errors.New("budget longer than 64 bytes")
+	errBudgetSyntax      = errors.New("budget is neither a number of seconds nor a Go duration (2, 0.25, 1.5s, 250ms)")
+	errBudgetNotPositive = errors.New("budget not positive")
+	errBudgetTooLarge    = errors.New("budget over a day")
+)
+
 // ParseBudget parses a time budget as clients send it: a Go duration
-// ("1.5s", "250ms") or a number of seconds ("2", "0.25"). It refuses empty,
-// negative, zero, non-finite and absurd (over a day) values, and anything
-// longer than 64 bytes.
+// ("1.5s", "250ms", as time.ParseDuration reads it) or a plain decimal
+// number of seconds ("2", "0.25"), with spaces around it ignored. It refuses
+// empty, negative, zero (also once rounded down to nanoseconds), non-finite
+// and absurd (over a day) values, numbers of seconds with signs, exponents
+// or other bases, and anything longer than 64 bytes. On failure the
+// duration is zero, and the error does not quote s.
 func ParseBudget(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
-		return 0, errors.New("empty budget")
-	case len(s) > 64:
-		return 0, errors.New("budget too long")
+		return 0, errBudgetEmpty
+	case len(s) > maxBudgetLen:
+		return 0, errBudgetTooLong
 	}
 	var d time.Duration
-	if last := s[len(s)-1]; last >= '0' && last <= '9' || last == '.' {
+	if isDecimal(s) {
 		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) {
-			return 0, errors.New("budget is not a number of seconds")
+		if err != nil {
+			return 0, errBudgetSyntax
 		}
 		if secs > maxBudget.Seconds() {
-			return 0, errors.New("budget over a day")
+			return 0, errBudgetTooLarge
 		}
 		d = time.Duration(secs * float64(time.Second))
 	} else {
 		var err error
 		if d, err = time.ParseDuration(s); err != nil {
-			return 0, errors.New("budget is not a duration")
+			return 0, errBudgetSyntax // overflowing ones too
 		}
 	}
 	switch {
 	case d <= 0:
-		return 0, errors.New("budget not positive")
+		return 0, errBudgetNotPositive
 	case d > maxBudget:
-		return 0, errors.New("budget over a day")
+		return 0, errBudgetTooLarge
 	}
 	return d, nil
 }
 
-// formatBudget writes d for the budget header, in milliseconds, rounded up
-// so that a positive budget never reads as zero.
+// isDecimal reports whether s is digits with at most one decimal point and
+// at least one digit: "2", "0.25", ".5", "3.".
+func isDecimal(s string) bool {
+	digits, points := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.':
+			points++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && points <= 1
+}
+
+// formatBudget writes a positive d for the budget header, in milliseconds,
+// rounded up so that it never reads as zero, and at most a day, the most
+// ParseBudget accepts.
 func formatBudget(d time.Duration) string {
+	d = min(d, maxBudget)
 	ms := (d + time.Millisecond - 1) / time.Millisecond
 	return strconv.FormatInt(int64(ms), 10) + "ms"
 }

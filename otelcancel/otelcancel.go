@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -363,6 +364,9 @@ type opState struct {
 	span    trace.Span
 	adopted bool
 	series  *nameSeries
+	// labeler is otelhttp's Labeler of the request whose server span the
+	// operation adopted, or nil.
+	labeler *otelhttp.Labeler
 }
 
 // stateKey names its observer: several Observers on one operation each
@@ -382,7 +386,8 @@ func (o *Observer) state(op *cancel.Operation) *opState {
 }
 
 // ObserveStart starts the operation's span, or adopts the one in ctx, and
-// counts the operation as active.
+// counts the operation as active. With an adopted span, it keeps otelhttp's
+// Labeler from ctx, if there is one, for ObserveCancel.
 func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) context.Context {
 	s := &opState{obs: o, series: o.series(op.Name())}
 	if op.AdoptsSpan() {
@@ -390,6 +395,12 @@ func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) conte
 		// span to record on: the operation gets a child span of it.
 		if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() && !span.SpanContext().IsRemote() {
 			s.span, s.adopted = span, true
+			// otelhttp records its request metrics with the attributes
+			// of the Labeler in the request's context, when its handler
+			// returns: maybe before the operation ends.
+			if l, ok := otelhttp.LabelerFromContext(ctx); ok {
+				s.labeler = l
+			}
 		}
 	}
 	if s.span == nil {
@@ -421,13 +432,30 @@ func (o *Observer) ObserveProgress(op *cancel.Operation, p cancel.Progress) {
 }
 
 // ObserveCancel adds a cancel.requested event, at the time of the request.
+// For an operation that adopted an otelhttp server span, it also adds
+// error.type = the reason to otelhttp's Labeler of the request, so that
+// otelhttp's request metrics say why the request stopped, even when the
+// handler returns before the operation ends.
 func (o *Observer) ObserveCancel(op *cancel.Operation, err *cancel.Error) {
 	s := o.state(op)
-	if s == nil || !s.span.IsRecording() {
+	if s == nil {
+		return
+	}
+	if s.labeler != nil {
+		s.labeler.Add(KeyErrorType.String(err.Reason.String()))
+	}
+	if !s.span.IsRecording() {
 		return
 	}
 	s.span.AddEvent(EventRequested, trace.WithTimestamp(err.Time), trace.WithAttributes(
 		KeyReason.String(err.Reason.String()), KeyMessage.String(err.Message)))
+	if s.adopted {
+		// The span's owner (otelhttp) may end it before the operation ends:
+		// when the middleware answers 504 at the deadline, say. Record the
+		// outcome now; ObserveEnd overwrites it if the span is still open.
+		s.span.SetAttributes(endAttrs(op, cancel.StatusCancelled, err.Reason)...)
+		s.span.SetStatus(codes.Error, err.Error())
+	}
 }
 
 // ObserveEnd records the outcome in the metrics and on the span, and ends
