@@ -266,8 +266,12 @@ func (c deadlineCause) Unwrap() []error { return []error{c.error, context.Deadli
 // request wins, and an operation that has ended cannot be cancelled. A
 // Reason outside the closed set is recorded as ReasonManual.
 //
-// Cancel returns once the operation's context is done and its observers
-// were told; it does not wait for the operation to end.
+// The call that returns true returns once the observers were told and the
+// operation's context is done; it does not wait for the operation to end. A
+// call that returns false may return while the winning call is still
+// telling the observers: wait on Done to know the context is done. (Waiting
+// in Cancel itself would deadlock an observer, or a token callback, that
+// cancels the operation it is being told about.)
 func (op *Operation) Cancel(reason Reason, message string) bool {
 	return op.cancel(reason, message, nil)
 }

@@ -80,9 +80,16 @@ func WithRegistry(r *cancel.Registry) Option {
 }
 
 // WithOperationOptions adds options to every request operation (observers,
-// attributes, sources).
+// attributes, sources). A cancellation by a source given here is answered
+// when the handler returns, unless the handler runs on a goroutine of its
+// own (see Middleware).
 func WithOperationOptions(opts ...cancel.Option) Option {
 	return func(c *config) error {
+		for i, o := range opts {
+			if o == nil {
+				return fmt.Errorf("httpcancel: WithOperationOptions: option %d is nil", i)
+			}
+		}
 		c.opOptions = append(c.opOptions, opts...)
 		return nil
 	}
@@ -125,12 +132,17 @@ func WithDrain(d *Drain) Option {
 	}
 }
 
+func defaultConfig() *config {
+	return &config{status: DefaultStatus, respond: writeProblem}
+}
+
+func writeProblem(w http.ResponseWriter, _ *http.Request, status int, reason cancel.Reason) {
+	WriteProblem(w, status, reason)
+}
+
 // New returns the middleware, or an error naming the invalid option.
 func New(opts ...Option) (func(http.Handler) http.Handler, error) {
-	c := &config{status: DefaultStatus}
-	c.respond = func(w http.ResponseWriter, _ *http.Request, status int, reason cancel.Reason) {
-		WriteProblem(w, status, reason)
-	}
+	c := defaultConfig()
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("httpcancel: nil Option")
@@ -150,18 +162,27 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // context. The operation is cancelled with ReasonDisconnect when the client
 // goes away (the request's context ends, or a write fails), ReasonTimeout at
 // its timeout, ReasonShutdown when a Drain says so, or by anyone holding it
-// (an operator, through a Registry). When that happens while the handler
-// runs and before it wrote anything, the client gets the mapped status at
-// once (504, 503 with Retry-After; 499 is only recorded); when the handler
-// was streaming, the stream is cut off. The handler's later writes fail
-// with http.ErrHandlerTimeout. Nothing is buffered: Flush, Hijack and
+// (an operator, through a Registry). The client then gets the mapped status
+// (504, 503 with Retry-After; 499 is only recorded) if the handler had
+// written nothing; a response the handler had started is cut off (the
+// connection is closed, or the HTTP/2 stream reset), so that half a
+// response never looks whole. A handler that answers by itself once its
+// context ends keeps its answer. Nothing is buffered: Flush, Hijack and
 // http.ResponseController work as without the middleware.
 //
-// To time requests out, or to drain them, the handler runs on a goroutine
-// of its own and the request's goroutine waits for it or for the
-// cancellation; otherwise it runs inline. A panic in the handler ends the
-// operation as failed and goes on up, as net/http expects. A handler
-// answering 5xx ends its operation as failed.
+// When the request has a timeout (the middleware's, its route's or a
+// client's budget) or the middleware a Drain, the handler runs on a
+// goroutine of its own, so that the answer goes out at the deadline even
+// if the handler ignores its context; from then on the handler's writes
+// fail with http.ErrHandlerTimeout and never reach the client. The request
+// returns at once, and the operation ends when the handler does; except at
+// shutdown, where the request waits for its handler, so that
+// http.Server.Shutdown still waits for every handler. Otherwise the handler
+// runs inline and a cancellation is answered when it returns.
+//
+// A panic in the handler ends the operation as failed and goes on up, as
+// net/http expects (http.ErrAbortHandler included). A handler answering
+// 5xx ends its operation as failed.
 //
 // Wrap a ServeMux (the route is looked up to name the operation and find
 // its Timeout), or the handlers of its routes.
@@ -175,31 +196,74 @@ func Middleware(opts ...Option) func(http.Handler) http.Handler {
 
 // Timeout sets the timeout of the requests of one route, in place of the
 // middleware's: mux.Handle("GET /report", httpcancel.Timeout(30*time.Second, h)).
-// Served without the middleware around it, it is one itself, with that
-// timeout and no other option.
+// Zero means none. The middleware finds it when it wraps the ServeMux of
+// the route or the Timeout itself; further in (a ServeMux mounted in
+// another, behind other middleware) it can only shorten the middleware's
+// timeout, and a handler ignoring its context is then answered when it
+// returns unless the middleware has a timeout of its own. Around a
+// middleware, Timeout sets that middleware's timeout. Served with no
+// middleware at all, it is one itself, with that timeout and no other
+// option.
 func Timeout(d time.Duration, h http.Handler) http.Handler {
-	return &routeTimeout{d: max(d, 0), next: h}
+	t := &routeTimeout{d: max(d, 0), next: h}
+	t.solo = &handler{next: h, cfg: defaultConfig()}
+	return t
 }
 
 type routeTimeout struct {
 	d    time.Duration
 	next http.Handler
+	solo *handler // serves the route when no middleware does
 }
 
 func (t *routeTimeout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if served(r.Context()) {
-		t.next.ServeHTTP(w, r) // the middleware applied t.d
+	if ww := servedBy(r.Context()); ww != nil {
+		if ww.route != t && t.d > 0 {
+			var stop func()
+			r, stop = ww.shorten(r, t.d)
+			defer stop()
+		}
+		t.next.ServeHTTP(w, r)
 		return
 	}
-	(&handler{next: t, cfg: &config{timeout: t.d, status: DefaultStatus, respond: func(w http.ResponseWriter, _ *http.Request, status int, reason cancel.Reason) {
-		WriteProblem(w, status, reason)
-	}}}).ServeHTTP(w, r)
+	if mw, ok := t.next.(*handler); ok {
+		mw.serve(w, r, t)
+		return
+	}
+	t.solo.serve(w, r, t)
 }
 
-// servedKey marks a request context that the middleware already handles.
-type servedKey struct{}
+// requestKey marks a request context that the middleware already handles;
+// its value is the request's writer.
+type requestKey struct{}
 
-func served(ctx context.Context) bool { return ctx.Value(servedKey{}) != nil }
+func servedBy(ctx context.Context) *writer {
+	ww, _ := ctx.Value(requestKey{}).(*writer)
+	return ww
+}
+
+// shorten applies a route Timeout the middleware did not see: it cancels
+// the request at d after its start, if that comes before its deadline.
+func (w *writer) shorten(r *http.Request, d time.Duration) (*http.Request, func()) {
+	at := w.op.StartTime().Add(d)
+	if dl, ok := r.Context().Deadline(); ok && !at.Before(dl) {
+		return r, func() {}
+	}
+	op := w.op
+	timer := time.AfterFunc(time.Until(at), func() {
+		op.Cancel(cancel.ReasonTimeout, "timed out after "+d.String())
+	})
+	return r.WithContext(deadlineContext{r.Context(), at}), func() { timer.Stop() }
+}
+
+// deadlineContext reports an earlier deadline than the context it wraps,
+// which is cancelled at that deadline by other means.
+type deadlineContext struct {
+	context.Context
+	at time.Time
+}
+
+func (c deadlineContext) Deadline() (time.Time, bool) { return c.at, true }
 
 type handler struct {
 	next http.Handler
@@ -213,17 +277,21 @@ var knownMethods = map[string]bool{
 	http.MethodOptions: true, http.MethodTrace: true,
 }
 
-// route names the request and finds its timeout.
-func (h *handler) route(r *http.Request) (name string, timeout time.Duration) {
-	timeout = h.cfg.timeout
+// route names the request and finds the Timeout of its route, if the
+// middleware can see it.
+func (h *handler) route(r *http.Request) (name string, rt *routeTimeout) {
 	routed := h.next
 	pattern := r.Pattern
 	if mux, ok := routed.(*http.ServeMux); ok {
 		routed, pattern = mux.Handler(r)
+		if r.Pattern == "" {
+			// The mux will set the pattern on our copy of the request only:
+			// set it on the one the outer handlers (otelhttp) hold, as the
+			// mux does, so that they learn the route too.
+			r.Pattern = pattern
+		}
 	}
-	if t, ok := routed.(*routeTimeout); ok {
-		timeout = t.d
-	}
+	rt, _ = routed.(*routeTimeout)
 	switch {
 	case h.cfg.name != nil:
 		name = h.cfg.name(r)
@@ -234,15 +302,26 @@ func (h *handler) route(r *http.Request) (name string, timeout time.Duration) {
 	default:
 		name = "_OTHER"
 	}
-	return name, timeout
+	return name, rt
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if served(r.Context()) { // wrapped twice: the outer one does the work
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r, nil) }
+
+// serve serves a request; rt is the route Timeout around the middleware,
+// if any.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout) {
+	if servedBy(r.Context()) != nil { // wrapped twice: the outer one does the work
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	name, timeout := h.route(r)
+	name, found := h.route(r)
+	if rt == nil {
+		rt = found
+	}
+	timeout := h.cfg.timeout
+	if rt != nil {
+		timeout = rt.d
+	}
 	var badBudget error
 	if h.cfg.budget != "" {
 		if v := r.Header.Get(h.cfg.budget); v != "" {
@@ -266,9 +345,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		opts = append(opts, cancel.WithToken(h.cfg.drain.tok))
 	}
 	opts = append(opts, h.cfg.opOptions...)
+	ww := &writer{w: w, route: rt}
+	if hdr := w.Header(); len(hdr) > 0 {
+		ww.outer = hdr.Clone() // what the answer to a cancellation keeps
+	}
 	// The operation cancels its context itself (clientGone watches the
 	// request's), so that the cause is always a *cancel.Error.
-	ctx, op := cancel.Start(context.WithValue(context.WithoutCancel(r.Context()), servedKey{}, true), name, opts...)
+	ctx, op := cancel.Start(context.WithValue(context.WithoutCancel(r.Context()), requestKey{}, ww), name, opts...)
+	ww.op = op
 	if badBudget != nil {
 		op.Progress("request budget ignored",
 			slog.String("header", h.cfg.budget), slog.String("problem", badBudget.Error()))
@@ -276,44 +360,70 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 
 	if timeout > 0 || h.cfg.drain != nil {
-		h.serveAsync(w, r, op)
+		h.serveAsync(ww, r)
 	} else {
-		h.serveInline(w, r, op)
+		h.serveInline(ww, r)
 	}
 }
 
-func (h *handler) serveInline(w http.ResponseWriter, r *http.Request, op *cancel.Operation) {
-	ww := &writer{w: w, op: op}
+// errGoexit stands for a handler that called runtime.Goexit.
+var errGoexit = errors.New("httpcancel: handler called runtime.Goexit")
+
+func (h *handler) serveInline(ww *writer, r *http.Request) {
+	returned := false
 	defer func() {
-		if p := recover(); p != nil {
-			op.End(panicError(p))
-			panic(p)
+		if returned {
+			return
 		}
+		p := recover()
+		if p == nil {
+			ww.op.End(errGoexit)
+			return // let Goexit go on
+		}
+		ww.op.End(panicError(p))
+		panic(p)
 	}()
 	h.next.ServeHTTP(ww, r)
-	h.finish(ww, r, op)
+	returned = true
+	h.finish(ww, r, ww.op.Err() != nil)
 }
 
-// finish answers for a handler that returned without writing anything
-// after a cancellation, and ends the operation.
-func (h *handler) finish(ww *writer, r *http.Request, op *cancel.Operation) {
-	wrote, status, hijacked := ww.state()
-	if err := op.Err(); err != nil {
-		if !wrote && !hijacked {
-			h.answer(ww.w, r, op.Reason())
+// finish answers for a handler that returned, and ends the operation.
+// cancelled tells whether the operation was cancelled before the handler
+// returned.
+func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
+	op := ww.op
+	wrote, early, status, hijacked := ww.state()
+	if !cancelled {
+		if status >= 500 {
+			op.End(fmt.Errorf("HTTP %d %s", status, http.StatusText(status)))
+			return
 		}
-		op.End(err)
+		op.End(nil)
 		return
 	}
-	if status >= 500 {
-		op.End(fmt.Errorf("HTTP %d %s", status, http.StatusText(status)))
-		return
+	err, reason := op.Err(), op.Reason()
+	if !wrote && !hijacked {
+		h.answer(ww, r, reason)
 	}
-	op.End(nil)
+	op.End(err)
+	if early && !hijacked && reason != cancel.ReasonDisconnect {
+		// The handler was answering when the cancellation came: half a
+		// response must not look whole. Abort the connection (HTTP/1) or
+		// reset the stream (HTTP/2).
+		panic(http.ErrAbortHandler)
+	}
 }
 
-// answer writes the response of a cancelled request on the real writer.
-func (h *handler) answer(w http.ResponseWriter, r *http.Request, reason cancel.Reason) {
+// answer writes the response of a cancelled request on the real writer,
+// with the headers set around the middleware only.
+func (h *handler) answer(ww *writer, r *http.Request, reason cancel.Reason) {
+	w := ww.w
+	hdr := w.Header()
+	clear(hdr)
+	for k, v := range ww.outer {
+		hdr[k] = v
+	}
 	status := h.cfg.status(reason)
 	if reason == cancel.ReasonDisconnect {
 		w.WriteHeader(status) // recorded by wrappers (otelhttp), never sent
@@ -322,28 +432,78 @@ func (h *handler) answer(w http.ResponseWriter, r *http.Request, reason cancel.R
 	h.cfg.respond(w, r, status, reason)
 }
 
-func (h *handler) serveAsync(w http.ResponseWriter, r *http.Request, op *cancel.Operation) {
-	ww := &writer{w: w, op: op, header: w.Header().Clone()}
+func (h *handler) serveAsync(ww *writer, r *http.Request) {
+	op := ww.op
+	ww.header = ww.w.Header().Clone()
 	done := make(chan any, 1) // the handler's panic value, or nil
-	// Who ends op: this goroutine if the handler returned before the
-	// cancellation took over, the handler's goroutine otherwise. Both
-	// flags are under ww.mu.
-	var returned, handedOver bool
-	go func() {
+	go h.run(ww, r, done)
+
+	select {
+	case p := <-done:
+		h.handlerReturned(ww, r, p)
+		return
+	case <-op.Done():
+	}
+	wrote, hijacked := ww.takeOver()
+	reason := op.Reason()
+	ww.mu.Lock()
+	returned := ww.returned
+	// At shutdown, wait for the handler, so that Server.Shutdown does.
+	wait := returned || reason == cancel.ReasonShutdown
+	ww.handedOver = !wait
+	ww.mu.Unlock()
+	if returned { // meanwhile
+		h.handlerReturned(ww, r, <-done)
+		return
+	}
+	if !wrote && !hijacked {
+		h.answer(ww, r, reason)
+	}
+	if !wait { // the handler's goroutine ends op
+		if wrote && !hijacked && reason != cancel.ReasonDisconnect {
+			panic(http.ErrAbortHandler) // the stream is cut: see finish
+		}
+		return
+	}
+	if !wrote && !hijacked {
+		http.NewResponseController(ww.w).Flush() // the answer goes out now
+	}
+	if p := <-done; p != nil {
+		h.panicked(ww, p)
+	}
+	op.End(op.Err())
+	if wrote && !hijacked {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// run runs the handler on its own goroutine and sends its panic value (nil
+// if none) to done, unless the request has handed op over, in which case
+// it ends op itself.
+func (h *handler) run(ww *writer, r *http.Request, done chan<- any) {
+	normal := false
+	defer func() {
 		var p any
-		func() {
-			defer func() { p = recover() }()
-			h.next.ServeHTTP(ww, r)
-		}()
+		if !normal {
+			if p = recover(); p == nil {
+				p = errGoexit
+			}
+		}
+		op := ww.op
 		ww.mu.Lock()
-		mine := handedOver
-		returned = true
+		ww.returned = true
+		ww.cancelledFirst = op.Err() != nil
+		handedOver := ww.handedOver
 		ww.mu.Unlock()
-		if !mine {
+		if !handedOver {
 			done <- p
 			return
 		}
 		// The request's goroutine has answered and returned already.
+		if p == errGoexit {
+			op.End(errGoexit)
+			return
+		}
 		if p != nil {
 			op.End(panicError(p))
 			slog.Error("httpcancel: handler panicked after its request was cancelled",
@@ -352,39 +512,34 @@ func (h *handler) serveAsync(w http.ResponseWriter, r *http.Request, op *cancel.
 		}
 		op.End(op.Err())
 	}()
+	h.next.ServeHTTP(ww, r)
+	normal = true
+}
 
-	select {
-	case p := <-done:
-		if p != nil {
-			op.End(panicError(p))
-			panic(p)
-		}
-		h.finish(ww, r, op)
-	case <-op.Done():
-		wrote, hijacked := ww.takeOver()
-		ww.mu.Lock()
-		handlerReturned := returned
-		handedOver = !returned
-		ww.mu.Unlock()
-		if handlerReturned {
-			if p := <-done; p != nil {
-				op.End(panicError(p))
-				panic(p)
-			}
-		}
-		if !wrote && !hijacked {
-			h.answer(w, r, op.Reason())
-		}
-		if handlerReturned {
-			op.End(op.Err())
-			return
-		}
-		if wrote && !hijacked && op.Reason() != cancel.ReasonDisconnect {
-			// Half a response must not look whole: abort the connection
-			// (HTTP/1) or reset the stream (HTTP/2).
-			panic(http.ErrAbortHandler)
-		}
+// handlerReturned finishes a request whose handler returned (or
+// panicked) on its own goroutine.
+func (h *handler) handlerReturned(ww *writer, r *http.Request, p any) {
+	if p != nil {
+		h.panicked(ww, p)
 	}
+	ww.mu.Lock()
+	cancelled := ww.cancelledFirst
+	if !ww.hijacked {
+		ww.syncHeaderLocked() // trailers, and the headers of a response with no body
+	}
+	ww.mu.Unlock()
+	h.finish(ww, r, cancelled)
+}
+
+// panicked ends op for a handler that panicked on its own goroutine, and
+// panics on the request's.
+func (h *handler) panicked(ww *writer, p any) {
+	if p == errGoexit {
+		ww.op.End(errGoexit)
+		panic(http.ErrAbortHandler)
+	}
+	ww.op.End(panicError(p))
+	panic(p)
 }
 
 func panicError(p any) error {
@@ -394,21 +549,26 @@ func panicError(p any) error {
 	return fmt.Errorf("httpcancel: handler panicked: %v", p)
 }
 
-// clientGone cancels a request operation with ReasonDisconnect when the
-// request's context ends while the handler runs: net/http ends it when the
-// client closes the connection (HTTP/1, once the body was read) or resets
-// the stream (HTTP/2).
+// clientGone cancels a request operation when the request's context ends
+// while the handler runs: net/http ends it without a cause when the client
+// closes the connection (HTTP/1, once the body was read) or resets the
+// stream (HTTP/2), which is ReasonDisconnect.
 type clientGone struct{ ctx context.Context }
 
 func (c clientGone) Watch(_ context.Context, fire func(cancel.Reason, string)) func() {
 	stop := context.AfterFunc(c.ctx, func() {
-		if cause := context.Cause(c.ctx); cause != context.Canceled {
+		switch cause := context.Cause(c.ctx); {
+		case cause == context.Canceled:
+			fire(cancel.ReasonDisconnect, "client went away")
+		case errors.Is(cause, context.DeadlineExceeded):
+			// A deadline set around the middleware (another timeout
+			// middleware, a server base context).
+			fire(cancel.ReasonTimeout, "request context deadline passed: "+cause.Error())
+		default:
 			// Someone else's cancellation with a cause: a server base
-			// context being cancelled, a test's deadline.
+			// context being cancelled.
 			fire(cancel.ReasonShutdown, "request context cancelled: "+cause.Error())
-			return
 		}
-		fire(cancel.ReasonDisconnect, "client went away")
 	})
 	return func() { stop() }
 }

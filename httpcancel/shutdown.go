@@ -11,8 +11,11 @@ import (
 // A Drain cancels the requests in flight with ReasonShutdown some time
 // after a server starts shutting down. http.Server.Shutdown waits for
 // handlers but never cancels their contexts; a Drain gives them a grace
-// period, then cancels them, and the middleware answers those that wrote
-// nothing with 503 and Retry-After.
+// period, then cancels them: the middleware answers those that wrote
+// nothing with 503 and Retry-After at once, cuts the responses under way,
+// and still waits for each handler to return, so that Shutdown returning
+// means that no handler runs. Requests arriving after that are answered
+// 503 at once.
 type Drain struct {
 	grace time.Duration
 	tok   *cancel.Token

@@ -17,8 +17,13 @@ import (
 // cancelled while the handler runs: from then on the handler's calls fail
 // with http.ErrHandlerTimeout and never reach the client.
 type writer struct {
-	w  http.ResponseWriter
-	op *cancel.Operation
+	w     http.ResponseWriter
+	op    *cancel.Operation
+	route *routeTimeout // the route Timeout the middleware applied, if any
+	// outer is the header map as the middleware got it (nil if empty):
+	// the answer to a cancellation has these headers and not the
+	// handler's.
+	outer http.Header
 	// header is the handler's own header map when the handler runs on a
 	// goroutine of its own: the middleware may answer on the real map
 	// while the handler still holds this one. Nil when inline.
@@ -26,10 +31,17 @@ type writer struct {
 
 	mu          sync.Mutex
 	wroteHeader bool
+	early       bool // the header was written before any cancellation
 	status      int
 	hijacked    bool
 	closed      error          // set when the middleware took over
 	inflight    sync.WaitGroup // calls on w under way
+
+	// The handler's goroutine and the request's agree under mu on who
+	// ends op.
+	returned       bool // the handler returned (or panicked)
+	cancelledFirst bool // op was cancelled before it did
+	handedOver     bool // the request returned first: the handler's goroutine ends op
 }
 
 // enter admits a call on the real writer, writing the header first when
@@ -51,16 +63,29 @@ func (w *writer) enter(sendsBody bool) (http.ResponseWriter, error) {
 }
 
 func (w *writer) writeHeaderLocked(code int) {
-	if w.header != nil {
-		dst := w.w.Header()
-		for k, v := range w.header {
-			dst[k] = v
-		}
-	}
+	w.syncHeaderLocked()
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		w.wroteHeader, w.status = true, code
+		w.early = w.op.Err() == nil
 	}
 	w.w.WriteHeader(code)
+}
+
+// syncHeaderLocked makes the real header map what the handler made of its
+// own, deletions included, when the handler has one.
+func (w *writer) syncHeaderLocked() {
+	if w.header == nil {
+		return
+	}
+	dst := w.w.Header()
+	for k := range dst {
+		if _, ok := w.header[k]; !ok {
+			delete(dst, k)
+		}
+	}
+	for k, v := range w.header {
+		dst[k] = v
+	}
 }
 
 func (w *writer) Header() http.Header {
@@ -100,6 +125,10 @@ func (w *writer) writeFailed(err error) {
 		return
 	}
 	w.op.Cancel(cancel.ReasonDisconnect, "write failed: "+err.Error())
+	// Another cancellation may be under way (net/http cancels the request's
+	// context itself on a failed write), and Cancel does not wait for it:
+	// the handler must see its context done when the write returns.
+	<-w.op.Done()
 }
 
 // Flush implements http.Flusher.
@@ -166,19 +195,23 @@ func (w *writer) takeOver() (wrote, hijacked bool) {
 	w.mu.Lock()
 	w.closed = http.ErrHandlerTimeout
 	wrote, hijacked = w.wroteHeader, w.hijacked
+	returned := w.returned
 	w.mu.Unlock()
-	if wrote && !hijacked {
+	if wrote && !hijacked && !returned { // a returned handler's response may be whole
 		// A write blocked on a client that stopped reading would hold us
 		// here: make it fail now.
 		http.NewResponseController(w.w).SetWriteDeadline(time.Now())
 	}
 	w.inflight.Wait()
+	w.mu.Lock()
+	hijacked = w.hijacked // a Hijack under way has finished
+	w.mu.Unlock()
 	return wrote, hijacked
 }
 
 // state returns what the handler did, once it returned.
-func (w *writer) state() (wrote bool, status int, hijacked bool) {
+func (w *writer) state() (wrote, early bool, status int, hijacked bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.wroteHeader, w.status, w.hijacked
+	return w.wroteHeader, w.early, w.status, w.hijacked
 }

@@ -1,0 +1,213 @@
+package httpcancel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cancelable-go/cancelable/cancel"
+)
+
+// drained serves h with the middleware and a Drain of grace on a server of
+// proto, and returns the server and its drain.
+func drained(t *testing.T, p func(*testing.T, http.Handler) *httptest.Server, grace time.Duration, e ends, h http.Handler) (*httptest.Server, *Drain) {
+	t.Helper()
+	var d *Drain
+	ts := p(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Middleware(WithDrain(d), e.option())(h).ServeHTTP(w, r)
+	}))
+	d = OnShutdown(ts.Config, grace)
+	return ts, d
+}
+
+func shutdown(ts *httptest.Server) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancelShutdown := context.WithTimeout(context.Background(), guard)
+		defer cancelShutdown()
+		done <- ts.Config.Shutdown(ctx)
+	}()
+	return done
+}
+
+// A request still running grace after Shutdown began is cancelled with
+// ReasonShutdown; having written nothing, it gets 503 with Retry-After;
+// Shutdown returns once its handler has.
+func TestShutdownCancelsAfterGrace(t *testing.T) {
+	const grace = 50 * time.Millisecond
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			started := make(chan struct{}, 1)
+			seen := make(chan seenCause, 1)
+			ended := make(chan time.Time, 1)
+			returned := make(chan struct{})
+			ts, d := drained(t, p.serve, grace, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer close(returned)
+				started <- struct{}{}
+				ctx := r.Context()
+				<-ctx.Done()
+				ended <- time.Now()
+				seen <- seenCause{ctx.Err(), context.Cause(ctx)}
+			}))
+			res := goFetch(ts, "GET", "/work")
+			wait(t, started, "the handler to start")
+			begin := time.Now()
+			shut := shutdown(ts)
+
+			resp, body := wait(t, res, "the response").check(t)
+			checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+			if at := wait(t, ended, "the handler's context to end"); at.Sub(begin) < grace {
+				t.Errorf("cancelled %v after Shutdown began, before the grace of %v", at.Sub(begin), grace)
+			}
+			s := wait(t, seen, "the handler")
+			var ce *cancel.Error
+			if !errors.As(s.cause, &ce) || ce.Reason != cancel.ReasonShutdown {
+				t.Errorf("context.Cause = %v, want reason shutdown", s.cause)
+			}
+			if err := wait(t, shut, "Shutdown"); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			select {
+			case <-returned:
+			default:
+				t.Error("Shutdown returned before the handler did")
+			}
+			select {
+			case <-d.Done():
+			default:
+				t.Error("Drain.Done not closed after the grace")
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+		})
+	}
+}
+
+// A handler that ignores its context still gets its client the 503 at the
+// end of the grace, and Shutdown waits for it.
+func TestShutdownWaitsForIgnoringHandler(t *testing.T) {
+	e := newEnds()
+	started := make(chan struct{}, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	late := make(chan error, 1)
+	ts, _ := drained(t, serve, 10*time.Millisecond, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		_, err := w.Write([]byte("late"))
+		late <- err
+	}))
+	res := goFetch(ts, "GET", "/work")
+	wait(t, started, "the handler to start")
+	shut := shutdown(ts)
+	resp, body := wait(t, res, "the 503").check(t)
+	checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+
+	// Shutdown must not return while the handler runs. A wrong Shutdown
+	// returns within milliseconds of the 503; a right one never does until
+	// release.
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a handler still ran", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	doRelease()
+	if err := wait(t, late, "the handler"); !errors.Is(err, http.ErrHandlerTimeout) {
+		t.Errorf("late write: %v", err)
+	}
+	if err := wait(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+}
+
+// A request that finishes within the grace is not touched.
+func TestShutdownWithinGrace(t *testing.T) {
+	e := newEnds()
+	started := make(chan struct{}, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	ts, d := drained(t, serve, time.Hour, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		w.Write([]byte("done"))
+	}))
+	res := goFetch(ts, "GET", "/work")
+	wait(t, started, "the handler to start")
+	shut := shutdown(ts)
+	// Shutdown has begun once the listener refuses connections.
+	for deadline := time.Now().Add(guard); ; {
+		c, err := net.Dial("tcp", ts.Listener.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener never closed")
+		}
+		time.Sleep(time.Millisecond) // polling the listener, nothing to wait on
+	}
+	doRelease()
+	resp, body := wait(t, res, "the response").check(t)
+	if resp.StatusCode != 200 || body != "done" {
+		t.Errorf("got %d %q", resp.StatusCode, body)
+	}
+	if err := wait(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCompleted, 0)
+	select {
+	case <-d.Done():
+		t.Error("the drain fired within its grace")
+	default:
+	}
+}
+
+// A stream that is running at the end of the grace is cut.
+func TestShutdownCutsStream(t *testing.T) {
+	e := newEnds()
+	ts, _ := drained(t, serve, 10*time.Millisecond, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("event 1\n"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	readLine(t, br)
+	shut := shutdown(ts)
+	if rest, err := io.ReadAll(br); err == nil {
+		t.Errorf("the stream ended cleanly at shutdown (after %q)", rest)
+	}
+	if err := wait(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+}
+
+// Once drained, a request that still arrives (on a connection that was
+// open) is answered 503 at once.
+func TestDrainedRequestRefused(t *testing.T) {
+	e := newEnds()
+	var d *Drain
+	ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Middleware(WithDrain(d), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		})).ServeHTTP(w, r)
+	}))
+	d = OnShutdown(ts.Config, 0)
+	d.Start()
+	wait(t, d.Done(), "the drain")
+	resp, body := get(t, ts, "GET", "/late")
+	checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+}

@@ -1,0 +1,548 @@
+package httpcancel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cancelable-go/cancelable/cancel"
+)
+
+// lateWrites is what a handler that ignored its context got from the
+// writer once it woke up after the deadline.
+type lateWrites struct {
+	write, flush, deadline error
+}
+
+// ignoring is a handler that ignores its context until release is closed,
+// then tries to answer.
+func ignoring(started chan<- struct{}, release <-chan struct{}, late chan<- lateWrites) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		w.Header().Set("X-Late", "1")
+		w.WriteHeader(http.StatusTeapot)
+		_, werr := w.Write([]byte("LATE-BYTES"))
+		ferr := http.NewResponseController(w).Flush()
+		derr := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
+		late <- lateWrites{werr, ferr, derr}
+	}
+}
+
+func checkLate(t *testing.T, l lateWrites) {
+	t.Helper()
+	if !errors.Is(l.write, http.ErrHandlerTimeout) {
+		t.Errorf("late Write returned %v, want http.ErrHandlerTimeout", l.write)
+	}
+	if !errors.Is(l.flush, http.ErrHandlerTimeout) {
+		t.Errorf("late Flush returned %v, want http.ErrHandlerTimeout", l.flush)
+	}
+	if !errors.Is(l.deadline, http.ErrHandlerTimeout) {
+		t.Errorf("late SetWriteDeadline returned %v, want http.ErrHandlerTimeout", l.deadline)
+	}
+}
+
+// A handler that ignores its context: the client gets 504 at the deadline,
+// long before the handler returns; its later writes fail and none of their
+// bytes reach the client (the next response on the connection is intact).
+func TestTimeoutIgnoringHandlerHTTP1(t *testing.T) {
+	e := newEnds()
+	started, late := make(chan struct{}, 1), make(chan lateWrites, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	mux := http.NewServeMux()
+	mux.Handle("GET /slow", ignoring(started, release, late))
+	mux.HandleFunc("GET /next", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("next")) })
+	ts := serve(t, Middleware(WithTimeout(50*time.Millisecond), e.option())(mux))
+
+	conn := dial(t, ts)
+	br := bufio.NewReader(conn)
+	begin := time.Now()
+	fmt.Fprint(conn, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	wait(t, started, "the handler to start")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d < 50*time.Millisecond {
+		t.Errorf("504 after %v, before the deadline", d)
+	}
+	checkProblem(t, resp, string(body), http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	select {
+	case <-late:
+		t.Fatal("the handler returned before the 504 arrived")
+	default: // the handler still waits on release: the 504 came without it
+	}
+
+	doRelease()
+	checkLate(t, wait(t, late, "the handler's late writes"))
+	op := e.next(t)
+	if op.Name() != "GET /slow" {
+		t.Fatalf("ended %q first", op.Name())
+	}
+	checkEnded(t, op, cancel.StatusCancelled, cancel.ReasonTimeout)
+	if op.Duration() < 50*time.Millisecond {
+		t.Errorf("the operation ended after %v, before its handler returned", op.Duration())
+	}
+
+	fmt.Fprint(conn, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the connection after the 504: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "next" || resp.Header.Get("X-Late") != "" {
+		t.Errorf("the next response on the connection is %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+}
+
+func TestTimeoutIgnoringHandlerHTTP2(t *testing.T) {
+	e := newEnds()
+	started, late := make(chan struct{}, 1), make(chan lateWrites, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	ts := serveH2(t, Middleware(WithTimeout(50*time.Millisecond), e.option())(ignoring(started, release, late)))
+	res := goFetch(ts, "GET", "/slow")
+	wait(t, started, "the handler to start")
+	resp, body := wait(t, res, "the 504").check(t)
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s", resp.Proto)
+	}
+	checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	select {
+	case <-late:
+		t.Fatal("the handler returned before the 504 arrived")
+	default:
+	}
+	doRelease()
+	checkLate(t, wait(t, late, "the handler's late writes"))
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
+
+// A handler that honours its context and returns without writing: 504,
+// with the cause of the timeout in its context.
+func TestTimeoutCooperativeHandler(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			seen := make(chan seenCause, 1)
+			ts := p.serve(t, Middleware(WithTimeout(30*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ctx := r.Context()
+				<-ctx.Done()
+				seen <- seenCause{ctx.Err(), context.Cause(ctx)}
+			})))
+			resp, body := get(t, ts, "GET", "/")
+			checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+			s := wait(t, seen, "the handler")
+			var ce *cancel.Error
+			if !errors.As(s.cause, &ce) || ce.Reason != cancel.ReasonTimeout {
+				t.Errorf("context.Cause = %v, want a *cancel.Error with reason timeout", s.cause)
+			}
+			if s.err != context.DeadlineExceeded || !errors.Is(s.cause, context.DeadlineExceeded) {
+				t.Errorf("ctx.Err() = %v, cause %v: want context.DeadlineExceeded", s.err, s.cause)
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}
+
+// A streaming handler that wrote and flushed before the deadline: the
+// client gets the bytes, then the stream is cut: it must not look like a
+// whole response. Whether the handler ignores its context, returns when it
+// ends, or returns while the cancellation is being requested (before its
+// context is even done: the middleware then learns of both at once).
+func TestTimeoutCutsStream(t *testing.T) {
+	for _, p := range protos {
+		for _, how := range []string{"ignores", "honours", "returns-during-cancel"} {
+			t.Run(p.name+"/"+how, func(t *testing.T) {
+				e := newEnds()
+				release, doRelease := releaser()
+				defer doRelease()
+				type gates struct{ cancelling, returning chan struct{} }
+				var gate atomic.Pointer[gates]
+				hook := cancel.Hooks{OnCancel: func(op *cancel.Operation, _ *cancel.Error) {
+					if g := gate.Load(); g != nil {
+						close(g.cancelling)
+						select {
+						case <-g.returning:
+						case <-time.After(guard):
+						}
+						// Widen the window in which the handler's return
+						// reaches the middleware before the cancellation
+						// does; the outcome must not depend on it.
+						time.Sleep(2 * time.Millisecond)
+					}
+				}}
+				ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option(),
+					WithOperationOptions(cancel.WithObserver(hook)))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "text/plain")
+					w.Write([]byte("first\n"))
+					w.(http.Flusher).Flush()
+					switch how {
+					case "ignores":
+						<-release
+					case "honours":
+						<-r.Context().Done()
+					default:
+						g := gate.Load()
+						<-g.cancelling
+						close(g.returning)
+					}
+				})))
+				runs := 10
+				if how == "ignores" {
+					runs = 1
+				}
+				for range runs {
+					if how == "returns-during-cancel" {
+						gate.Store(&gates{make(chan struct{}), make(chan struct{})})
+					}
+					resp, err := ts.Client().Get(ts.URL)
+					if err != nil {
+						t.Fatal(err)
+					}
+					br := bufio.NewReader(resp.Body)
+					if line, err := br.ReadString('\n'); line != "first\n" {
+						t.Fatalf("first line %q, %v", line, err)
+					}
+					rest, err := io.ReadAll(br)
+					resp.Body.Close()
+					if err == nil {
+						t.Fatalf("the stream cut at the deadline ended cleanly (after %q)", rest)
+					}
+					if how == "ignores" {
+						doRelease()
+					}
+					checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+				}
+			})
+		}
+	}
+}
+
+// A route's Timeout replaces the middleware's, shorter or longer; Timeout(0)
+// removes it.
+func TestRouteTimeout(t *testing.T) {
+	deadlines := make(chan time.Duration, 1)
+	report := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, ok := r.Context().Deadline()
+		if !ok {
+			deadlines <- 0
+			return
+		}
+		deadlines <- time.Until(d)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /default", report)
+	mux.Handle("GET /long", Timeout(time.Hour, report))
+	mux.Handle("GET /none", Timeout(0, report))
+	mux.Handle("GET /short", Timeout(20*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})))
+	e := newEnds()
+	ts := serve(t, Middleware(WithTimeout(time.Minute), e.option())(mux))
+
+	for _, c := range []struct {
+		path     string
+		min, max time.Duration
+	}{
+		{"/default", 50 * time.Second, time.Minute},
+		{"/long", 59 * time.Minute, time.Hour},
+		{"/none", 0, 0},
+	} {
+		resp, _ := get(t, ts, "GET", c.path)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: status %d", c.path, resp.StatusCode)
+		}
+		if d := wait(t, deadlines, "the handler"); d < c.min || d > c.max {
+			t.Errorf("%s: deadline in %v, want within [%v, %v]", c.path, d, c.min, c.max)
+		}
+		checkEnded(t, e.next(t), cancel.StatusCompleted, 0)
+	}
+	resp, body := get(t, ts, "GET", "/short")
+	checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	op := e.next(t)
+	checkEnded(t, op, cancel.StatusCancelled, cancel.ReasonTimeout)
+	if op.Name() != "GET /short" {
+		t.Errorf("named %q", op.Name())
+	}
+}
+
+// Per-route wrapping: the middleware finds the Timeout it wraps.
+func TestRouteTimeoutPerRoute(t *testing.T) {
+	e := newEnds()
+	mw := Middleware(WithTimeout(time.Hour), e.option())
+	mux := http.NewServeMux()
+	mux.Handle("GET /short", mw(Timeout(20*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))))
+	ts := serve(t, mux)
+	resp, body := get(t, ts, "GET", "/short")
+	checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
+
+// Timeout served without the middleware is one itself.
+func TestTimeoutStandalone(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			names := make(chan string, 1)
+			started, late := make(chan struct{}, 1), make(chan lateWrites, 1)
+			release, doRelease := releaser()
+			defer doRelease()
+			mux := http.NewServeMux()
+			mux.Handle("GET /report/{id}", Timeout(30*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				op := cancel.FromContext(r.Context())
+				if op == nil {
+					names <- ""
+				} else {
+					names <- op.Name()
+				}
+				ignoring(started, release, late)(w, r)
+			})))
+			ts := p.serve(t, mux)
+			res := goFetch(ts, "GET", "/report/7")
+			wait(t, started, "the handler")
+			resp, body := wait(t, res, "the response").check(t)
+			checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+			doRelease()
+			checkLate(t, wait(t, late, "the late writes"))
+			if n := wait(t, names, "the name"); n != "GET /report/{id}" {
+				t.Errorf("operation named %q", n)
+			}
+		})
+	}
+}
+
+// Timeout around a Middleware (rather than inside) must keep that
+// middleware's options: here its registry and observer.
+func TestTimeoutAroundMiddleware(t *testing.T) {
+	reg := new(cancel.Registry)
+	e := newEnds()
+	listed := make(chan bool, 1)
+	mux := http.NewServeMux()
+	mux.Handle("GET /r", Timeout(20*time.Millisecond, Middleware(WithRegistry(reg), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		listed <- len(reg.List(cancel.Filter{})) == 1
+		<-r.Context().Done()
+	}))))
+	ts := serve(t, mux)
+	resp, body := get(t, ts, "GET", "/r")
+	checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	if !wait(t, listed, "the handler") {
+		t.Error("the request is not in the middleware's registry")
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
+
+// A route Timeout behind something the middleware cannot see through (a
+// mux mounted with StripPrefix in another) still applies: it shortens the
+// request's deadline. With the middleware inline, a handler honouring its
+// context gets its client 504; with the middleware timing requests out,
+// even one that ignores it does, at the deadline.
+func TestRouteTimeoutNestedMux(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnds()
+			deadline := make(chan time.Duration, 1)
+			release, doRelease := releaser()
+			defer doRelease()
+			api := http.NewServeMux()
+			api.Handle("GET /slow", Timeout(20*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				d, _ := r.Context().Deadline()
+				deadline <- time.Until(d)
+				if m.opts == nil {
+					<-r.Context().Done()
+				} else {
+					<-release // ignores its context
+				}
+			})))
+			root := http.NewServeMux()
+			root.Handle("/api/", http.StripPrefix("/api", api))
+			ts := serve(t, Middleware(append(m.opts, e.option())...)(root))
+			res := goFetch(ts, "GET", "/api/slow")
+			if d := wait(t, deadline, "the handler"); d > 20*time.Millisecond {
+				t.Errorf("the handler's deadline is %v away, want the route's 20ms at most", d)
+			}
+			var r response
+			select {
+			case r = <-res:
+			case <-time.After(2 * time.Second):
+				t.Fatal("the route's 20ms Timeout was ignored")
+			}
+			resp, body := r.check(t)
+			checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+			doRelease()
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}
+
+// A handler blocked in a Write to a client that reads nothing holds no one
+// up at the deadline: its write fails, the stream is cut.
+func TestTimeoutUnblocksStuckWrite(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			writeErr := make(chan error, 1)
+			ts := p.serve(t, Middleware(WithTimeout(100*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				chunk := make([]byte, 256<<10)
+				for {
+					if _, err := w.Write(chunk); err != nil {
+						writeErr <- err
+						return
+					}
+				}
+			})))
+			resp, err := ts.Client().Get(ts.URL) // and never read the body
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if err := wait(t, writeErr, "the stuck write to fail"); err == nil {
+				t.Error("no error")
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+			if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+				t.Error("the cut stream ended cleanly")
+			}
+		})
+	}
+}
+
+// A handler that panics after the middleware answered for it cannot reach
+// net/http any more: the panic is logged, and the operation ends with it
+// (cancelled, as the core records an error that follows a cancellation).
+func TestPanicAfterTimeoutIsLogged(t *testing.T) {
+	var logged strings.Builder
+	var mu sync.Mutex
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil)))
+	defer slog.SetDefault(prev)
+
+	e := newEnds()
+	release, doRelease := releaser()
+	defer doRelease()
+	ts := serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		panic("late boom")
+	})))
+	resp, body := get(t, ts, "GET", "/")
+	checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	doRelease()
+	op := e.next(t)
+	checkEnded(t, op, cancel.StatusCancelled, cancel.ReasonTimeout)
+	if !strings.Contains(fmt.Sprint(op.Cause()), "late boom") {
+		t.Errorf("cause %v does not tell of the panic", op.Cause())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "late boom") {
+		t.Errorf("the panic was not logged: %q", logged.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Handler and middleware touch the writer and the header from two
+// goroutines at the deadline: -race checks they never do so unsynchronised.
+func TestTimeoutNoRace(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			ts := p.serve(t, Middleware(WithTimeout(2*time.Millisecond))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for i := 0; r.Context().Err() == nil && i < 1000; i++ {
+					w.Header().Set("X-I", fmt.Sprint(i))
+					if i%10 == 9 {
+						w.Write([]byte("x"))
+						http.NewResponseController(w).Flush()
+					}
+				}
+				for range 100 { // after the deadline
+					w.Header().Set("X-After", "1")
+					w.Write([]byte("y"))
+				}
+			})))
+			for range 30 {
+				resp, err := ts.Client().Get(ts.URL)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 && resp.StatusCode != 504 {
+						t.Errorf("status %d", resp.StatusCode)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A deadline set around the middleware (another timeout middleware) ends
+// the request with ReasonTimeout and 504, not as a client gone.
+func TestOuterDeadlineIsTimeout(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnds()
+			outer := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ctx, cancelOuter := context.WithTimeout(r.Context(), 20*time.Millisecond)
+					defer cancelOuter()
+					next.ServeHTTP(w, r.WithContext(ctx))
+				})
+			}
+			ts := serve(t, outer(Middleware(append(m.opts, e.option())...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+			}))))
+			resp, body := get(t, ts, "GET", "/")
+			checkProblem(t, resp, body, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}
+
+// A handler that hijacked its connection keeps it past the deadline: the
+// middleware writes nothing on it.
+func TestTimeoutAfterHijack(t *testing.T) {
+	e := newEnds()
+	ts := serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("Hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		<-r.Context().Done() // the timeout
+		brw.WriteString("still mine: " + cancel.ReasonOf(context.Cause(r.Context())).String() + "\n")
+		brw.Flush()
+	})))
+	conn := dial(t, ts)
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	all, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(all) != "still mine: timeout\n" {
+		t.Errorf("the hijacked connection carried %q", all)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
