@@ -252,6 +252,15 @@ func (op *Operation) cancelByParent() {
 	if parent.Err() == context.DeadlineExceeded && !errors.Is(cause, context.DeadlineExceeded) {
 		cause = deadlineCause{cause} // context.WithTimeoutCause: keep both facts
 	}
+	if decide := op.x.parent; decide != nil {
+		if reason, message := decide(cause); reason.valid() && reason != ReasonParent {
+			if cause == context.Canceled {
+				cause = nil // says nothing the reason does not
+			}
+			op.cancel(reason, message, cause)
+			return
+		}
+	}
 	op.cancel(ReasonParent, "", cause)
 }
 

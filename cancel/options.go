@@ -19,7 +19,8 @@ type config struct {
 	attrs      []slog.Attr
 	shielded   bool
 	adopt      bool
-	err        error // the first invalid option
+	parent     func(cause error) (Reason, string) // WithParentReason
+	err        error                              // the first invalid option
 }
 
 func (c *config) fail(err error) {
@@ -125,4 +126,22 @@ func WithAttrs(attrs ...slog.Attr) Option {
 // effect.
 func AdoptSpan() Option {
 	return func(c *config) { c.adopt = true }
+}
+
+// WithParentReason decides the reason the operation is cancelled with when
+// its parent context is cancelled: reason is given the parent's cause and
+// returns a reason and a message. The default, and what a zero Reason or
+// ReasonParent from reason means, is ReasonParent wrapping the cause. It is
+// for contexts whose cancellation means something of its own: net/http
+// cancels a request's context without a cause when the client goes away.
+// The cause is kept as the *Error's Cause unless it is a bare
+// context.Canceled.
+func WithParentReason(reason func(cause error) (Reason, string)) Option {
+	return func(c *config) {
+		if reason == nil {
+			c.fail(&OptionError{Option: "WithParentReason", Problem: "nil function"})
+			return
+		}
+		c.parent = reason
+	}
 }

@@ -343,3 +343,60 @@ func TestPlainContextTimeoutWithCause(t *testing.T) {
 			ctx.Err(), errors.Is(e, context.DeadlineExceeded))
 	}
 }
+
+// WithParentReason turns a parent context's end into a reason of the
+// operation's own: net/http's cause-less cancellation of a request context
+// means the client went away.
+func TestWithParentReason(t *testing.T) {
+	decide := func(cause error) (Reason, string) {
+		switch {
+		case cause == context.Canceled:
+			return ReasonDisconnect, "client went away"
+		case errors.Is(cause, context.DeadlineExceeded):
+			return ReasonParent, "" // the default, explicitly
+		}
+		return ReasonShutdown, "draining"
+	}
+	draining := errors.New("draining")
+	for _, tc := range []struct {
+		name      string
+		end       func(cancel context.CancelCauseFunc)
+		want      Reason
+		wantCause error
+	}{
+		{"cause-less", func(c context.CancelCauseFunc) { c(nil) }, ReasonDisconnect, nil},
+		{"with a cause", func(c context.CancelCauseFunc) { c(draining) }, ReasonShutdown, draining},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, cancelParent := context.WithCancelCause(context.Background())
+			ctx, op := Start(parent, "req", WithParentReason(decide))
+			tc.end(cancelParent)
+			<-ctx.Done()
+			e := op.Err().(*Error)
+			if e.Reason != tc.want || context.Cause(ctx) != e {
+				t.Fatalf("reason %v, cause %v", e.Reason, context.Cause(ctx))
+			}
+			if e.Cause != tc.wantCause {
+				t.Fatalf("Cause %v, want %v", e.Cause, tc.wantCause)
+			}
+			op.End(ctx.Err())
+		})
+	}
+	t.Run("ReasonParent keeps the default", func(t *testing.T) {
+		parent, stop := context.WithTimeout(context.Background(), time.Millisecond)
+		defer stop()
+		ctx, op := Start(parent, "req", WithParentReason(decide))
+		<-ctx.Done()
+		if op.Reason() != ReasonParent || !errors.Is(op.Err(), context.DeadlineExceeded) {
+			t.Fatalf("reason %v err %v", op.Reason(), op.Err())
+		}
+		op.End(ctx.Err())
+	})
+	t.Run("nil function", func(t *testing.T) {
+		_, op := Start(context.Background(), "req", WithParentReason(nil))
+		var oe *OptionError
+		if err := op.End(nil); !errors.As(err, &oe) || oe.Option != "WithParentReason" {
+			t.Fatalf("End = %v", err)
+		}
+	})
+}

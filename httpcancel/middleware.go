@@ -333,8 +333,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		}
 	}
 
-	opts := make([]cancel.Option, 0, 5+len(h.cfg.opOptions))
-	opts = append(opts, cancel.AdoptSpan(), cancel.WithSource(clientGone{r.Context()}))
+	var buf [8]cancel.Option // on the stack unless the user adds many
+	opts := append(buf[:0], adoptSpan, requestGone)
 	if timeout > 0 {
 		opts = append(opts, cancel.WithTimeout(timeout))
 	}
@@ -349,9 +349,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	if hdr := w.Header(); len(hdr) > 0 {
 		ww.outer = hdr.Clone() // what the answer to a cancellation keeps
 	}
-	// The operation cancels its context itself (clientGone watches the
-	// request's), so that the cause is always a *cancel.Error.
-	ctx, op := cancel.Start(context.WithValue(context.WithoutCancel(r.Context()), requestKey{}, ww), name, opts...)
+	// The request's context is the operation's parent; requestGone says
+	// what its end means, so that the cause is a *cancel.Error with the
+	// right reason.
+	ctx, op := cancel.Start(context.WithValue(r.Context(), requestKey{}, ww), name, opts...)
 	ww.op = op
 	if badBudget != nil {
 		op.Progress("request budget ignored",
@@ -549,26 +550,27 @@ func panicError(p any) error {
 	return fmt.Errorf("httpcancel: handler panicked: %v", p)
 }
 
-// clientGone cancels a request operation when the request's context ends
-// while the handler runs: net/http ends it without a cause when the client
-// closes the connection (HTTP/1, once the body was read) or resets the
-// stream (HTTP/2), which is ReasonDisconnect.
-type clientGone struct{ ctx context.Context }
+// The options every request operation gets, made once.
+var (
+	adoptSpan   = cancel.AdoptSpan()
+	requestGone = cancel.WithParentReason(requestContextEnded)
+)
 
-func (c clientGone) Watch(_ context.Context, fire func(cancel.Reason, string)) func() {
-	stop := context.AfterFunc(c.ctx, func() {
-		switch cause := context.Cause(c.ctx); {
-		case cause == context.Canceled:
-			fire(cancel.ReasonDisconnect, "client went away")
-		case errors.Is(cause, context.DeadlineExceeded):
-			// A deadline set around the middleware (another timeout
-			// middleware, a server base context).
-			fire(cancel.ReasonTimeout, "request context deadline passed: "+cause.Error())
-		default:
-			// Someone else's cancellation with a cause: a server base
-			// context being cancelled.
-			fire(cancel.ReasonShutdown, "request context cancelled: "+cause.Error())
-		}
-	})
-	return func() { stop() }
+// requestContextEnded says why a request's context ended while its
+// operation ran: net/http ends it without a cause when the client closes
+// the connection (HTTP/1, once the body was read) or resets the stream
+// (HTTP/2).
+func requestContextEnded(cause error) (cancel.Reason, string) {
+	switch {
+	case cause == context.Canceled:
+		return cancel.ReasonDisconnect, "client went away"
+	case errors.Is(cause, context.DeadlineExceeded):
+		// A deadline set around the middleware (another timeout
+		// middleware, a server base context).
+		return cancel.ReasonTimeout, "request context deadline passed"
+	default:
+		// Someone else's cancellation with a cause: a server base
+		// context being cancelled.
+		return cancel.ReasonShutdown, "request context cancelled"
+	}
 }
