@@ -283,6 +283,9 @@ func (h *handler) route(r *http.Request) (name string, rt *routeTimeout) {
 	routed := h.next
 	pattern := r.Pattern
 	if mux, ok := routed.(*http.ServeMux); ok {
+		// The mux routes the request again when it serves it: the name is
+		// needed before, and Handler does not set the path values that
+		// ServeHTTP does, so the lookup cannot be reused.
 		routed, pattern = mux.Handler(r)
 		if r.Pattern == "" {
 			// The mux will set the pattern on our copy of the request only:
