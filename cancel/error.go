@@ -78,6 +78,27 @@ func ReasonOf(err error) Reason {
 	return 0
 }
 
+// RootReason is ReasonOf the cancellation a chain of parents started from:
+// for an operation cancelled because its parent was (ReasonParent), the
+// reason of the parent's cancellation, and so on up. It is what a user
+// should be told (a websocket stopped by a server shutting down was stopped
+// by the shutdown), while ReasonOf says how the cancellation reached this
+// operation.
+func RootReason(err error) Reason {
+	r := ReasonOf(err)
+	for r == ReasonParent {
+		var e *Error
+		if !errors.As(err, &e) || e.Cause == nil {
+			return r
+		}
+		err = e.Cause
+		if r = ReasonOf(err); r == 0 {
+			return ReasonParent
+		}
+	}
+	return r
+}
+
 // ErrEnded is the context cause of an operation that ended without being
 // cancelled: work still holding its context after End sees this instead of a
 // bare context.Canceled.

@@ -49,6 +49,8 @@ type Hooks struct {
 	OnProgress func(op *Operation, p Progress)
 	OnCancel   func(op *Operation, err *Error)
 	OnEnd      func(op *Operation)
+	OnEvent    func(op *Operation, e Event)
+	OnCount    func(op *Operation, name string, n int64)
 }
 
 // ObserveStart calls h.OnStart and returns ctx.
