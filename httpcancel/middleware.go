@@ -24,6 +24,7 @@ type config struct {
 	status    func(cancel.Reason) int
 	respond   func(w http.ResponseWriter, r *http.Request, status int, reason cancel.Reason)
 	drain     *Drain
+	grace     time.Duration
 }
 
 // WithTimeout sets the timeout of every request; a route's Timeout
@@ -132,8 +133,28 @@ func WithDrain(d *Drain) Option {
 	}
 }
 
+// DefaultStreamGrace is how long, by default, a handler that has started
+// its response gets to end it once its request is cancelled.
+const DefaultStreamGrace = time.Second
+
+// WithStreamGrace sets how long a handler that has started its response
+// (a stream) gets, once its request is cancelled, to end it by itself (a
+// last event saying why, a close frame) before the middleware cuts it.
+// Until then its writes go through. It applies when the handler runs on a
+// goroutine of its own (see Middleware), and not to a client that went
+// away. Zero cuts the stream at once; the default is DefaultStreamGrace.
+func WithStreamGrace(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("httpcancel: WithStreamGrace: negative grace %v", d)
+		}
+		c.grace = d
+		return nil
+	}
+}
+
 func defaultConfig() *config {
-	return &config{status: DefaultStatus, respond: writeProblem}
+	return &config{status: DefaultStatus, respond: writeProblem, grace: DefaultStreamGrace}
 }
 
 func writeProblem(w http.ResponseWriter, _ *http.Request, status int, reason cancel.Reason) {
@@ -166,7 +187,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // (504, 503 with Retry-After; 499 is only recorded) if the handler had
 // written nothing; a response the handler had started is cut off (the
 // connection is closed, or the HTTP/2 stream reset), so that half a
-// response never looks whole. A handler that answers by itself once its
+// response never looks whole, once the handler has returned or its grace
+// has passed (WithStreamGrace: time for a stream to tell its client why it
+// ends). A handler that answers by itself once its
 // context ends keeps its answer. Nothing is buffered: Flush, Hijack and
 // http.ResponseController work as without the middleware.
 //
@@ -448,6 +471,17 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 		return
 	case <-op.Done():
 	}
+	if h.cfg.grace > 0 && op.Reason() != cancel.ReasonDisconnect && ww.streaming() {
+		// Let a stream end itself with a word on why.
+		grace := time.NewTimer(h.cfg.grace)
+		select {
+		case p := <-done:
+			grace.Stop()
+			h.handlerReturned(ww, r, p)
+			return
+		case <-grace.C:
+		}
+	}
 	wrote, hijacked := ww.takeOver()
 	reason := op.Reason()
 	ww.mu.Lock()
@@ -509,9 +543,9 @@ func (h *handler) run(ww *writer, r *http.Request, done chan<- any) {
 			return
 		}
 		if p != nil {
-			op.End(panicError(p))
 			slog.Error("httpcancel: handler panicked after its request was cancelled",
 				slog.String("operation", op.Name()), slog.Any("panic", p))
+			op.End(panicError(p))
 			return
 		}
 		op.End(op.Err())

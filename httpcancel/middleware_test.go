@@ -573,6 +573,7 @@ func TestInvalidOptions(t *testing.T) {
 		{WithStatus(nil), "WithStatus"},
 		{WithResponder(nil), "WithResponder"},
 		{WithDrain(nil), "WithDrain"},
+		{WithStreamGrace(-time.Second), "WithStreamGrace"},
 		{WithOperationOptions(cancel.WithTimeout(time.Second), nil), "WithOperationOptions"},
 		{nil, "nil Option"},
 	} {

@@ -546,3 +546,74 @@ func TestTimeoutAfterHijack(t *testing.T) {
 	}
 	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
 }
+
+// A stream cancelled at its timeout gets the grace to say why before it is
+// cut: its last words reach the client, and the stream still does not look
+// whole. A disconnect is not waited for.
+func TestStreamGraceLastWords(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			lastWrite := make(chan error, 1)
+			ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Write([]byte("first\n"))
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+				_, err := w.Write([]byte("bye: " + cancel.ReasonOf(context.Cause(r.Context())).String() + "\n"))
+				w.(http.Flusher).Flush()
+				lastWrite <- err
+			})))
+			resp, err := ts.Client().Get(ts.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			for _, want := range []string{"first\n", "bye: timeout\n"} {
+				if line, err := br.ReadString('\n'); line != want {
+					t.Fatalf("line %q, %v; want %q", line, err, want)
+				}
+			}
+			if err := wait(t, lastWrite, "the last write"); err != nil {
+				t.Errorf("the last write failed within the grace: %v", err)
+			}
+			if rest, err := io.ReadAll(br); err == nil {
+				t.Fatalf("the cancelled stream ended cleanly (after %q)", rest)
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}
+
+// Past the grace, a stream whose handler ignores the cancellation is cut
+// and the handler's writes fail.
+func TestStreamGraceExpires(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			release, doRelease := releaser()
+			defer doRelease()
+			lateWrite := make(chan error, 1)
+			ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), WithStreamGrace(30*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Write([]byte("first\n"))
+				w.(http.Flusher).Flush()
+				<-release
+				_, err := w.Write([]byte("too late\n"))
+				lateWrite <- err
+			})))
+			resp, err := ts.Client().Get(ts.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if rest, err := io.ReadAll(resp.Body); err == nil || string(rest) != "first\n" {
+				t.Fatalf("read %q, %v; want the first line, then a cut", rest, err)
+			}
+			doRelease()
+			if err := wait(t, lateWrite, "the late write"); !errors.Is(err, http.ErrHandlerTimeout) {
+				t.Errorf("late write: %v, want http.ErrHandlerTimeout", err)
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}

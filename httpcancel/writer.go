@@ -209,6 +209,14 @@ func (w *writer) takeOver() (wrote, hijacked bool) {
 	return wrote, hijacked
 }
 
+// streaming tells whether the handler has started a response it can still
+// write to.
+func (w *writer) streaming() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wroteHeader && !w.hijacked
+}
+
 // state returns what the handler did, once it returned.
 func (w *writer) state() (wrote, early bool, status int, hijacked bool) {
 	w.mu.Lock()
