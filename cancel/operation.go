@@ -50,7 +50,24 @@ type opExtra struct {
 	timer       *time.Timer
 	timeout     *timeoutSource // the source the timer stands for
 	stops       []func()
+	uncancelled withoutCancel // the parent, as the operation's context sees it
 }
+
+// operationWithExtra lets an operation and its opExtra be allocated at once.
+type operationWithExtra struct {
+	op Operation
+	x  opExtra
+}
+
+// withoutCancel is context.WithoutCancel, held in opExtra rather than
+// allocated on its own.
+type withoutCancel struct{ parent context.Context }
+
+func (withoutCancel) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (withoutCancel) Done() <-chan struct{}       { return nil }
+func (withoutCancel) Err() error                  { return nil }
+func (c *withoutCancel) Value(key any) any        { return c.parent.Value(key) }
+func (c *withoutCancel) String() string           { return fmt.Sprint(c.parent) + ".WithoutCancel" }
 
 // opContext is the context of an operation: the standard library's
 // cancelCtx underneath (so context.Cause, AfterFunc and children work as
@@ -108,12 +125,16 @@ func FromContext(ctx context.Context) *Operation {
 // Invalid options do not panic: the operation fails at once with an
 // *OptionError, which End returns.
 func Start(ctx context.Context, name string, opts ...Option) (context.Context, *Operation) {
-	op := &Operation{id: lastID.Add(1), name: name, start: now(), status: StatusPending}
+	var op *Operation
 	var x *opExtra
 	if len(opts) > 0 || ctx == nil || ctx.Done() != nil {
-		x = &opExtra{}
+		both := &operationWithExtra{} // one allocation instead of two
+		op, x = &both.op, &both.x
 		op.x = x
+	} else {
+		op = &Operation{}
 	}
+	op.id, op.name, op.start, op.status = lastID.Add(1), name, now(), StatusPending
 	if ctx == nil {
 		x.fail(&OptionError{Option: "Start", Problem: "nil context"})
 		ctx = context.Background()
@@ -139,7 +160,8 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 	if ctx.Done() != nil {
 		// The operation cancels its context itself, so that the cause is
 		// always its own *Error, even when the parent is what stopped it.
-		base = context.WithoutCancel(ctx)
+		x.uncancelled = withoutCancel{ctx}
+		base = &x.uncancelled
 	}
 	inner, cancelCtx := context.WithCancelCause(base)
 	op.ctx = opContext{Context: inner, op: op}

@@ -260,6 +260,20 @@ func (t *routeTimeout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its value is the request's writer.
 type requestKey struct{}
 
+// servedContext is the request's context with the writer as the value of
+// requestKey: context.WithValue without an allocation of its own.
+type servedContext struct {
+	context.Context
+	ww *writer
+}
+
+func (c *servedContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return c.ww
+	}
+	return c.Context.Value(key)
+}
+
 func servedBy(ctx context.Context) *writer {
 	ww, _ := ctx.Value(requestKey{}).(*writer)
 	return ww
@@ -372,13 +386,11 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	}
 	opts = append(opts, h.cfg.opOptions...)
 	ww := &writer{w: w, route: rt}
-	if hdr := w.Header(); len(hdr) > 0 {
-		ww.outer = hdr.Clone() // what the answer to a cancellation keeps
-	}
+	ww.served = servedContext{r.Context(), ww}
 	// The request's context is the operation's parent; requestGone says
 	// what its end means, so that the cause is a *cancel.Error with the
 	// right reason.
-	ctx, op := cancel.Start(context.WithValue(r.Context(), requestKey{}, ww), name, opts...)
+	ctx, op := cancel.Start(&ww.served, name, opts...)
 	ww.op = op
 	if badBudget != nil {
 		op.Progress("request budget ignored",
@@ -446,10 +458,12 @@ func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
 // with the headers set around the middleware only.
 func (h *handler) answer(ww *writer, r *http.Request, reason cancel.Reason) {
 	w := ww.w
-	hdr := w.Header()
-	clear(hdr)
-	for k, v := range ww.outer {
-		hdr[k] = v
+	if ww.outerTaken { // else the handler never touched the headers
+		hdr := w.Header()
+		clear(hdr)
+		for k, v := range ww.outer {
+			hdr[k] = v
+		}
 	}
 	status := h.cfg.status(reason)
 	if reason == cancel.ReasonDisconnect {
@@ -461,6 +475,7 @@ func (h *handler) answer(ww *writer, r *http.Request, reason cancel.Reason) {
 
 func (h *handler) serveAsync(ww *writer, r *http.Request) {
 	op := ww.op
+	ww.takeOuter()
 	ww.header = ww.w.Header().Clone()
 	done := make(chan any, 1) // the handler's panic value, or nil
 	go h.run(ww, r, done)

@@ -20,10 +20,13 @@ type writer struct {
 	w     http.ResponseWriter
 	op    *cancel.Operation
 	route *routeTimeout // the route Timeout the middleware applied, if any
-	// outer is the header map as the middleware got it (nil if empty):
-	// the answer to a cancellation has these headers and not the
-	// handler's.
-	outer http.Header
+	// outer is the header map as the middleware got it (nil if empty),
+	// taken when the handler first asks for the header map (asking marks
+	// net/http's response, which then copies its header map): the answer
+	// to a cancellation has these headers and not the handler's.
+	outer      http.Header
+	outerTaken bool
+	served     servedContext // the request's context, marked as served by ww
 	// header is the handler's own header map when the handler runs on a
 	// goroutine of its own: the middleware may answer on the real map
 	// while the handler still holds this one. Nil when inline.
@@ -92,7 +95,20 @@ func (w *writer) Header() http.Header {
 	if w.header != nil {
 		return w.header
 	}
+	if !w.outerTaken {
+		w.takeOuter()
+	}
 	return w.w.Header()
+}
+
+// takeOuter keeps the headers set around the middleware, before the
+// handler changes them. Called on the handler's goroutine before it
+// touches the map, or before it starts.
+func (w *writer) takeOuter() {
+	if hdr := w.w.Header(); len(hdr) > 0 {
+		w.outer = hdr.Clone()
+	}
+	w.outerTaken = true
 }
 
 func (w *writer) WriteHeader(code int) {
