@@ -3,6 +3,7 @@ module github.com/cancelable-go/cancelable
 go 1.25.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/otlptranslator v1.0.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.71.0

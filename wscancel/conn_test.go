@@ -1,0 +1,604 @@
+package wscancel_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/cancelable-go/cancelable/cancel"
+	"github.com/cancelable-go/cancelable/httpcancel"
+	"github.com/cancelable-go/cancelable/wscancel"
+)
+
+func TestPeerClosesNormally(t *testing.T) {
+	url, rec := server(t, echo)
+	c := dial(t, url)
+	for _, m := range []string{"a", "b", "c"} {
+		roundTrip(t, c, m)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	e := rec.wait(t)
+	if e.op.Name() != "ws GET /ws" {
+		t.Errorf("name = %q, want %q", e.op.Name(), "ws GET /ws")
+	}
+	if e.op.Status() != cancel.StatusCancelled || e.op.Reason() != cancel.ReasonDisconnect {
+		t.Errorf("status, reason = %v, %v; want cancelled, disconnect", e.op.Status(), e.op.Reason())
+	}
+	if got := message(e.op); got != "peer closed the connection: 1000 bye" {
+		t.Errorf("message = %q", got)
+	}
+	e.wantClose(t, 1000, "peer", "disconnect")
+	if e.counts["ws.messages.in"] != 3 || e.counts["ws.messages.out"] != 3 || len(e.counts) != 2 {
+		t.Errorf("counts = %v, want 3 in and 3 out", e.counts)
+	}
+	if a := e.events[0].Attrs; len(a) != 1 || a[0].Key != "ws.subprotocol" || a[0].Value.String() != "" {
+		t.Errorf("ws.open attributes = %v", a)
+	}
+}
+
+func TestPeerVanishes(t *testing.T) {
+	url, rec := server(t, echo)
+	c, tcp := dialRaw(t, url)
+	roundTrip(t, c, "hello")
+	// A TCP reset: no close frame, no FIN.
+	if err := tcp.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	tcp.Close()
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonDisconnect || !strings.HasPrefix(message(e.op), "connection lost") {
+		t.Errorf("reason, message = %v, %q; want disconnect, connection lost", e.op.Reason(), message(e.op))
+	}
+	e.wantClose(t, 1006, "peer", "disconnect")
+}
+
+func TestPeerStopsAnsweringPings(t *testing.T) {
+	wait := func(ctx context.Context, c *wscancel.Conn) error {
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	url, rec := server(t, wait, wscancel.WithHeartbeat(20*time.Millisecond, 150*time.Millisecond))
+	_ = dial(t, url) // never reads: pings are never answered
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonDisconnect || !strings.Contains(message(e.op), "pings unanswered") {
+		t.Errorf("reason, message = %v, %q; want disconnect, pings unanswered", e.op.Reason(), message(e.op))
+	}
+	e.wantClose(t, 1006, "peer", "disconnect")
+}
+
+func TestHeartbeatKeepsLivePeer(t *testing.T) {
+	release := make(chan struct{})
+	// The handler does not read for a while either: a message waiting for
+	// it must not make the peer look silent.
+	lazy := func(ctx context.Context, c *wscancel.Conn) error {
+		<-release
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		return c.Write(ctx, websocket.MessageText, data)
+	}
+	url, rec := server(t, lazy, wscancel.WithHeartbeat(10*time.Millisecond, 80*time.Millisecond))
+	c := dial(t, url)
+	if err := c.Write(context.Background(), websocket.MessageText, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan websocket.CloseError, 1)
+	go func() { got <- readUntilClosed(t, c) }() // reading answers the pings
+	<-time.After(400 * time.Millisecond)         // many pings, five times the limit
+	close(release)
+	if ce := <-got; ce.Code != websocket.StatusNormalClosure {
+		t.Errorf("client got %v, want 1000", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Status() != cancel.StatusCompleted {
+		t.Errorf("status = %v (%v), want completed", e.op.Status(), e.op.Err())
+	}
+	e.wantClose(t, 1000, "local", "")
+}
+
+func TestMessageTooBig(t *testing.T) {
+	url, rec := server(t, echo, wscancel.WithReadLimit(16))
+	c := dial(t, url)
+	if err := c.Write(context.Background(), websocket.MessageBinary, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if ce := readUntilClosed(t, c); ce.Code != websocket.StatusMessageTooBig {
+		t.Errorf("client got %v, want 1009", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonError {
+		t.Errorf("reason = %v, want error", e.op.Reason())
+	}
+	e.wantClose(t, 1009, "local", "error")
+}
+
+// stream writes a message every few milliseconds until it is stopped.
+func stream(ctx context.Context, c *wscancel.Conn) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-tick.C:
+		}
+		if err := c.WriteJSON(ctx, map[string]int{"n": i}); err != nil {
+			return err
+		}
+	}
+}
+
+func TestShutdownMidStream(t *testing.T) {
+	rec := newRecorder()
+	ts := httptest.NewUnstartedServer(nil)
+	drain := httpcancel.OnShutdown(ts.Config, 0)
+	mux := http.NewServeMux()
+	mux.Handle("GET /stream", wscancel.Handler(stream, rec.option()))
+	ts.Config.Handler = httpcancel.Middleware(httpcancel.WithDrain(drain))(mux)
+	ts.Start()
+	defer ts.Close()
+
+	c := dial(t, "ws"+strings.TrimPrefix(ts.URL, "http")+"/stream")
+	for range 3 {
+		if _, _, err := c.Read(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- ts.Config.Shutdown(context.Background()) }()
+	ce := readUntilClosed(t, c)
+	if ce.Code != websocket.StatusGoingAway || ce.Reason != "shutdown" {
+		t.Errorf("client got %v, want 1001 shutdown", ce)
+	}
+	e := rec.wait(t)
+	if err := <-shut; err != nil {
+		t.Error(err)
+	}
+	if e.op.Name() != "ws GET /stream" {
+		t.Errorf("name = %q", e.op.Name())
+	}
+	if e.op.Reason() != cancel.ReasonParent || cancel.RootReason(e.op.Err()) != cancel.ReasonShutdown {
+		t.Errorf("reason = %v, root %v; want parent, root shutdown", e.op.Reason(), cancel.RootReason(e.op.Err()))
+	}
+	if p := e.op.Parent(); p == nil || !strings.HasPrefix(p.Name(), "GET /stream") {
+		t.Errorf("parent = %v, want the request's operation", p)
+	}
+	e.wantClose(t, 1001, "local", "shutdown")
+	if e.counts["ws.messages.out"] < 3 || e.counts["ws.messages.in"] != 0 {
+		t.Errorf("counts = %v", e.counts)
+	}
+}
+
+// TestCloseCodes: the peer gets the code of the reason the connection
+// stopped for.
+func TestCloseCodes(t *testing.T) {
+	cancelWith := func(r cancel.Reason) func(context.Context, *wscancel.Conn) error {
+		return func(ctx context.Context, c *wscancel.Conn) error {
+			if _, _, err := c.Read(ctx); err != nil { // the client is ready
+				return err
+			}
+			c.Operation().Cancel(r, "internal detail")
+			<-ctx.Done()
+			return context.Cause(ctx)
+		}
+	}
+	returning := func(err error) func(context.Context, *wscancel.Conn) error {
+		return func(ctx context.Context, c *wscancel.Conn) error {
+			if _, _, err := c.Read(ctx); err != nil {
+				return err
+			}
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		fn       func(context.Context, *wscancel.Conn) error
+		opts     []wscancel.Option
+		code     websocket.StatusCode
+		text     string
+		reason   string // in ws.close
+		status   cancel.Status
+		noClient bool // the client sends nothing
+	}{
+		{"manual", cancelWith(cancel.ReasonManual), nil, 1000, "manual", "manual", cancel.StatusCancelled, false},
+		{"error", cancelWith(cancel.ReasonError), nil, 1011, "error", "error", cancel.StatusCancelled, false},
+		{"shutdown", cancelWith(cancel.ReasonShutdown), nil, 1001, "shutdown", "shutdown", cancel.StatusCancelled, false},
+		{"condition", cancelWith(cancel.ReasonCondition), nil, 1000, "condition", "condition", cancel.StatusCancelled, false},
+		{"timeout", stream, []wscancel.Option{wscancel.WithOperationOptions(cancel.WithTimeout(30 * time.Millisecond))},
+			wscancel.StatusTimeout, "timeout", "timeout", cancel.StatusCancelled, true},
+		{"restart", cancelWith(cancel.ReasonShutdown), []wscancel.Option{wscancel.WithCloseStatus(
+			func(r cancel.Reason) (websocket.StatusCode, string) {
+				if r == cancel.ReasonShutdown {
+					return websocket.StatusServiceRestart, "restarting"
+				}
+				return wscancel.DefaultCloseStatus(r)
+			})}, 1012, "restarting", "shutdown", cancel.StatusCancelled, false},
+		{"returns nil", returning(nil), nil, 1000, "", "", cancel.StatusCompleted, false},
+		{"returns error", returning(errors.New("database down")), nil, 1011, "internal error", "", cancel.StatusFailed, false},
+		{"returns CloseError", returning(websocket.CloseError{Code: 4001, Reason: "unauthorized"}), nil,
+			4001, "unauthorized", "", cancel.StatusFailed, false},
+		{"panics", func(ctx context.Context, c *wscancel.Conn) error {
+			c.Read(ctx)
+			panic("bug")
+		}, nil, 1011, "internal error", "", cancel.StatusFailed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, rec := server(t, tc.fn, tc.opts...)
+			c := dial(t, url)
+			if !tc.noClient {
+				if err := c.Write(context.Background(), websocket.MessageText, []byte("ready")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ce := readUntilClosed(t, c)
+			if ce.Code != tc.code || ce.Reason != tc.text {
+				t.Errorf("client got %d %q, want %d %q", ce.Code, ce.Reason, tc.code, tc.text)
+			}
+			e := rec.wait(t)
+			if e.op.Status() != tc.status {
+				t.Errorf("status = %v (%v), want %v", e.op.Status(), e.op.Cause(), tc.status)
+			}
+			e.wantClose(t, int64(tc.code), "local", tc.reason)
+		})
+	}
+}
+
+// TestParentCancelled: a connection under an operation (the request's)
+// that is cancelled is closed with the code of the root reason.
+func TestParentCancelled(t *testing.T) {
+	rec := newRecorder()
+	parents := make(chan *cancel.Operation, 1)
+	ws := wscancel.Handler(stream, rec.option())
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, op := cancel.Start(r.Context(), "request")
+		parents <- op
+		ws.ServeHTTP(w, r.WithContext(ctx))
+		op.End(op.Err())
+	}))
+	defer ts.Close()
+	c := dial(t, "ws"+strings.TrimPrefix(ts.URL, "http"))
+	if _, _, err := c.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	(<-parents).Cancel(cancel.ReasonTimeout, "request budget spent")
+	if ce := readUntilClosed(t, c); ce.Code != wscancel.StatusTimeout || ce.Reason != "timeout" {
+		t.Errorf("client got %v, want 4008 timeout", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Name() != "ws" || e.op.Reason() != cancel.ReasonParent {
+		t.Errorf("name, reason = %q, %v; want ws, parent", e.op.Name(), e.op.Reason())
+	}
+	e.wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
+}
+
+func TestCloseIsBounded(t *testing.T) {
+	cancelAtOnce := func(ctx context.Context, c *wscancel.Conn) error {
+		c.Operation().Cancel(cancel.ReasonManual, "operator")
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	url, rec := server(t, cancelAtOnce, wscancel.WithCloseTimeout(100*time.Millisecond))
+	_ = dial(t, url) // never reads: the close is never answered
+	e := rec.wait(t)
+	rec.mu.Lock()
+	took := e.at.Sub(rec.cancelAt)
+	rec.mu.Unlock()
+	if took < 100*time.Millisecond || took > 2*time.Second {
+		t.Errorf("closing took %v, want the close timeout (100ms)", took)
+	}
+	e.wantClose(t, 1000, "local", "manual")
+}
+
+func TestIdleTimeout(t *testing.T) {
+	url, rec := server(t, echo, wscancel.WithIdleTimeout(100*time.Millisecond))
+	c := dial(t, url)
+	roundTrip(t, c, "one")
+	roundTrip(t, c, "two")
+	if ce := readUntilClosed(t, c); ce.Code != wscancel.StatusTimeout || ce.Reason != "timeout" {
+		t.Errorf("client got %v, want 4008 timeout", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonTimeout || !strings.HasPrefix(message(e.op), "idle for 100ms") {
+		t.Errorf("reason, message = %v, %q", e.op.Reason(), message(e.op))
+	}
+	if d := e.op.Duration(); d < 100*time.Millisecond {
+		t.Errorf("the connection lasted %v, less than its idle timeout", d)
+	}
+	e.wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
+}
+
+func TestMaxLifetime(t *testing.T) {
+	url, rec := server(t, echo, wscancel.WithMaxLifetime(150*time.Millisecond), wscancel.WithIdleTimeout(time.Minute))
+	c := dial(t, url)
+	var ce websocket.CloseError
+	for ctx := context.Background(); ; { // busy all along
+		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+			ce = readUntilClosed(t, c)
+			break
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			if !errors.As(err, &ce) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if ce.Code != wscancel.StatusTimeout {
+		t.Errorf("client got %v, want 4008", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonTimeout || !strings.Contains(message(e.op), "maximum lifetime of 150ms") {
+		t.Errorf("reason, message = %v, %q", e.op.Reason(), message(e.op))
+	}
+	e.wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
+}
+
+func TestJSON(t *testing.T) {
+	type req struct{ N int }
+	double := func(ctx context.Context, c *wscancel.Conn) error {
+		for {
+			var r req
+			if err := c.ReadJSON(ctx, &r); err != nil {
+				return err
+			}
+			if err := c.WriteJSON(ctx, req{N: 2 * r.N}); err != nil {
+				return err
+			}
+		}
+	}
+	url, rec := server(t, double)
+	c := dial(t, url)
+	ctx := context.Background()
+	c.Write(ctx, websocket.MessageText, []byte(`{"N":21}`))
+	if _, got, err := c.Read(ctx); err != nil || string(got) != `{"N":42}` {
+		t.Fatalf("got %s, %v; want {\"N\":42}", got, err)
+	}
+	c.Write(ctx, websocket.MessageText, []byte(`{"N":`))
+	if ce := readUntilClosed(t, c); ce.Code != websocket.StatusInvalidFramePayloadData || ce.Reason != "invalid JSON" {
+		t.Errorf("client got %v, want 1007 invalid JSON", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Status() != cancel.StatusFailed {
+		t.Errorf("status = %v", e.op.Status())
+	}
+	e.wantClose(t, 1007, "local", "")
+}
+
+func TestProgressForwarded(t *testing.T) {
+	work := func(ctx context.Context, c *wscancel.Conn) error {
+		cancel.FromContext(ctx).Progress("half way",
+			slog.Int("done", 5), slog.Group("batch", slog.String("id", "b1")), slog.Duration("took", time.Second))
+		_, _, err := c.Read(ctx) // wait for the client
+		return err
+	}
+	url, rec := server(t, work, wscancel.WithProgress())
+	c := dial(t, url)
+	_, got, err := c.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"attrs":{"batch":{"id":"b1"},"done":5,"took":"1s"},"message":"half way","type":"progress"}`
+	if b, _ := json.Marshal(m); string(b) != want {
+		t.Errorf("progress message = %s, want %s", b, want)
+	}
+	c.Write(context.Background(), websocket.MessageText, []byte("done"))
+	if ce := readUntilClosed(t, c); ce.Code != websocket.StatusNormalClosure {
+		t.Errorf("client got %v, want 1000", ce)
+	}
+	e := rec.wait(t)
+	if e.counts["ws.messages.out"] != 1 || e.counts["ws.messages.in"] != 1 {
+		t.Errorf("counts = %v, want one message each way", e.counts)
+	}
+	e.wantClose(t, 1000, "local", "")
+}
+
+func TestReadHonoursItsContext(t *testing.T) {
+	fn := func(ctx context.Context, c *wscancel.Conn) error {
+		short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancelShort()
+		if _, _, err := c.Read(short); !errors.Is(err, context.DeadlineExceeded) {
+			return errors.New("read did not stop at its deadline")
+		}
+		// The connection is still fine.
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		return c.Write(ctx, websocket.MessageText, data)
+	}
+	url, rec := server(t, fn)
+	c := dial(t, url)
+	<-time.After(50 * time.Millisecond) // the first read gives up meanwhile
+	roundTrip(t, c, "still there")
+	if ce := readUntilClosed(t, c); ce.Code != websocket.StatusNormalClosure {
+		t.Errorf("client got %v, want 1000", ce)
+	}
+	rec.wait(t).wantClose(t, 1000, "local", "")
+}
+
+func TestAccept(t *testing.T) {
+	rec := newRecorder()
+	done := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := wscancel.Accept(w, r, rec.option(), wscancel.WithName("ws chat"))
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- c.End(echo(c.Context(), c))
+		if c.End(nil) != c.End(errors.New("again")) {
+			t.Error("End after End changed its answer")
+		}
+	}))
+	defer ts.Close()
+	c := dial(t, "ws"+strings.TrimPrefix(ts.URL, "http"))
+	roundTrip(t, c, "hi")
+	c.Close(websocket.StatusGoingAway, "tab closed")
+	err := <-done
+	if cancel.ReasonOf(err) != cancel.ReasonDisconnect || websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("End returned %v, want a disconnect wrapping the peer's 1001", err)
+	}
+	e := rec.wait(t)
+	if e.op.Name() != "ws chat" {
+		t.Errorf("name = %q", e.op.Name())
+	}
+	e.wantClose(t, 1001, "peer", "disconnect")
+}
+
+func TestInvalidOptions(t *testing.T) {
+	fn := func(context.Context, *wscancel.Conn) error { return nil }
+	for _, tc := range []struct {
+		opt  wscancel.Option
+		want string
+	}{
+		{wscancel.WithName(""), "WithName"},
+		{wscancel.WithOperationOptions(nil), "WithOperationOptions"},
+		{wscancel.WithAcceptOptions(nil), "WithAcceptOptions"},
+		{wscancel.WithHeartbeat(0, time.Second), "WithHeartbeat"},
+		{wscancel.WithHeartbeat(time.Second, time.Second), "WithHeartbeat"},
+		{wscancel.WithIdleTimeout(-1), "WithIdleTimeout"},
+		{wscancel.WithMaxLifetime(0), "WithMaxLifetime"},
+		{wscancel.WithReadLimit(0), "WithReadLimit"},
+		{wscancel.WithCloseTimeout(0), "WithCloseTimeout"},
+		{wscancel.WithCloseStatus(nil), "WithCloseStatus"},
+		{nil, "option 0 is nil"},
+	} {
+		_, err := wscancel.NewHandler(fn, tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewHandler error = %v, want one naming %s", err, tc.want)
+		}
+	}
+	if _, err := wscancel.NewHandler(nil); err == nil {
+		t.Error("NewHandler(nil) succeeded")
+	}
+
+	// An invalid cancel.Option is found at Accept, before the upgrade.
+	errs := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := wscancel.Accept(w, r, wscancel.WithOperationOptions(cancel.WithRegistry(nil)))
+		errs <- err
+	}))
+	defer ts.Close()
+	_, resp, err := websocket.Dial(context.Background(), ts.URL, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusInternalServerError {
+		t.Errorf("dial = %v, %v; want a 500", resp, err)
+	}
+	var oe *cancel.OptionError
+	if err := <-errs; !errors.As(err, &oe) || oe.Option != "WithRegistry" {
+		t.Errorf("Accept error = %v, want the OptionError of WithRegistry", err)
+	}
+}
+
+func TestNotAWebsocket(t *testing.T) {
+	rec := newRecorder()
+	ts := httptest.NewServer(wscancel.Handler(echo, rec.option()))
+	defer ts.Close()
+	resp, err := http.Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired && resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status = %d, want coder/websocket's refusal", resp.StatusCode)
+	}
+	e := rec.wait(t)
+	if e.op.Status() != cancel.StatusFailed || len(e.events) != 0 {
+		t.Errorf("status = %v, events = %v; want failed and no event", e.op.Status(), e.events)
+	}
+}
+
+func TestDefaultCloseStatus(t *testing.T) {
+	for r, want := range map[cancel.Reason]websocket.StatusCode{
+		cancel.ReasonShutdown: 1001, cancel.ReasonSignal: 1001, cancel.ReasonParent: 1001,
+		cancel.ReasonTimeout: 4008, cancel.ReasonError: 1011, cancel.ReasonManual: 1000,
+		cancel.ReasonCondition: 1000, cancel.ReasonDisconnect: 1006,
+	} {
+		code, text := wscancel.DefaultCloseStatus(r)
+		if code != want || text != r.String() {
+			t.Errorf("DefaultCloseStatus(%v) = %d %q, want %d %q", r, code, text, want, r.String())
+		}
+	}
+}
+
+// TestWriteOnlyHandlerSeesPeerClose: a handler that never reads still
+// learns that the peer closed: the connection reads for it.
+func TestWriteOnlyHandlerSeesPeerClose(t *testing.T) {
+	url, rec := server(t, stream)
+	c := dial(t, url)
+	go func() { // answer the close handshake
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	if err := c.Close(websocket.StatusGoingAway, "navigating away"); err != nil {
+		t.Fatal(err)
+	}
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonDisconnect {
+		t.Errorf("reason = %v, want disconnect", e.op.Reason())
+	}
+	e.wantClose(t, 1001, "peer", "disconnect")
+}
+
+// TestWriteAbandoned: a write that its own context gives up on cannot be
+// cut half way: the connection closes, with the reason of that context.
+func TestWriteAbandoned(t *testing.T) {
+	big := make([]byte, 32<<20) // more than the socket buffers hold
+	fn := func(ctx context.Context, c *wscancel.Conn) error {
+		wctx, cancelWrite := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancelWrite()
+		return c.Write(wctx, websocket.MessageBinary, big)
+	}
+	url, rec := server(t, fn, wscancel.WithCloseTimeout(100*time.Millisecond))
+	_ = dial(t, url) // never reads
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonTimeout || !strings.HasPrefix(message(e.op), "write abandoned") {
+		t.Errorf("reason, message = %v, %q; want timeout, write abandoned", e.op.Reason(), message(e.op))
+	}
+	e.wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
+	if e.counts["ws.messages.out"] != 0 {
+		t.Errorf("counts = %v, want no message out", e.counts)
+	}
+}
+
+// TestRequestTimeout: httpcancel's request timeout bounds the websockets
+// of its routes too (their operations are its children), unless the
+// route says otherwise with httpcancel.Timeout(0, ...).
+func TestRequestTimeout(t *testing.T) {
+	rec, rec2 := newRecorder(), newRecorder()
+	mux := http.NewServeMux()
+	mux.Handle("GET /bounded", wscancel.Handler(echo, rec.option()))
+	mux.Handle("GET /unbounded", httpcancel.Timeout(0, wscancel.Handler(echo, rec2.option())))
+	ts := httptest.NewServer(httpcancel.Middleware(httpcancel.WithTimeout(50 * time.Millisecond))(mux))
+	defer ts.Close()
+	base := "ws" + strings.TrimPrefix(ts.URL, "http")
+
+	bounded := dial(t, base+"/bounded")
+	if ce := readUntilClosed(t, bounded); ce.Code != wscancel.StatusTimeout {
+		t.Errorf("bounded route: client got %v, want 4008", ce)
+	}
+	rec.wait(t).wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
+
+	unbounded := dial(t, base+"/unbounded")
+	<-time.After(150 * time.Millisecond) // three request timeouts
+	roundTrip(t, unbounded, "still open")
+	unbounded.Close(websocket.StatusNormalClosure, "")
+	rec2.wait(t).wantClose(t, 1000, "peer", "disconnect")
+}

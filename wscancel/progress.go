@@ -1,0 +1,102 @@
+package wscancel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cancelable-go/cancelable/cancel"
+	"github.com/coder/websocket"
+)
+
+// ReadJSON reads the next data message and decodes it as JSON into v. A
+// message that is not valid JSON for v yields an error that also holds a
+// websocket.CloseError with websocket.StatusInvalidFramePayloadData
+// (1007): a handler returning it closes the connection with that code.
+func (c *Conn) ReadJSON(ctx context.Context, v any) error {
+	_, data, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("wscancel: read JSON: %w (%w)", err,
+			websocket.CloseError{Code: websocket.StatusInvalidFramePayloadData, Reason: "invalid JSON"})
+	}
+	return nil
+}
+
+// WriteJSON writes v as a JSON text message, as Write does.
+func (c *Conn) WriteJSON(ctx context.Context, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("wscancel: write JSON: %w", err)
+	}
+	return c.Write(ctx, websocket.MessageText, data)
+}
+
+// A ProgressMessage is what WithProgress sends the peer for a progress
+// report of the connection's operation.
+type ProgressMessage struct {
+	Type    string         `json:"type"` // always "progress"
+	Message string         `json:"message"`
+	Attrs   map[string]any `json:"attrs,omitempty"`
+}
+
+// progressObserver forwards the progress reports of a connection's
+// operation to its peer.
+type progressObserver struct{ c *Conn }
+
+func (o progressObserver) ObserveStart(ctx context.Context, _ *cancel.Operation) context.Context {
+	return ctx
+}
+func (o progressObserver) ObserveCancel(*cancel.Operation, *cancel.Error) {}
+func (o progressObserver) ObserveEnd(*cancel.Operation)                   {}
+
+func (o progressObserver) ObserveProgress(_ *cancel.Operation, p cancel.Progress) {
+	c := o.c
+	if !c.open.Load() {
+		return // before the handshake
+	}
+	data, err := json.Marshal(ProgressMessage{Type: "progress", Message: p.Message, Attrs: attrMap(p.Attrs)})
+	if err != nil {
+		return
+	}
+	if c.ws.Write(context.Background(), websocket.MessageText, data) == nil {
+		c.sent()
+	}
+}
+
+// attrMap turns attributes into a JSON object; groups become objects.
+func attrMap(attrs []slog.Attr) map[string]any {
+	if len(attrs) == 0 {
+		return nil
+	}
+	m := make(map[string]any, len(attrs))
+	for _, a := range attrs {
+		v := a.Value.Resolve()
+		switch v.Kind() {
+		case slog.KindGroup:
+			if g := attrMap(v.Group()); g != nil {
+				m[a.Key] = g
+			}
+		case slog.KindDuration:
+			m[a.Key] = v.Duration().String()
+		case slog.KindTime:
+			m[a.Key] = v.Time().Format(time.RFC3339Nano)
+		case slog.KindAny:
+			x := v.Any()
+			if err, ok := x.(error); ok {
+				m[a.Key] = err.Error()
+			} else if _, err := json.Marshal(x); err != nil {
+				m[a.Key] = fmt.Sprint(x)
+			} else {
+				m[a.Key] = x
+			}
+		default:
+			m[a.Key] = v.Any()
+		}
+	}
+	return m
+}
