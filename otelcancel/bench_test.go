@@ -153,6 +153,34 @@ func BenchmarkOTel(b *testing.B) {
 		})
 	})
 
+	// One websocket message counted (op.Count as wscancel calls it for
+	// every data message): the hot path of connections.
+	b.Run("ws-message", func(b *testing.B) {
+		withDefaultObserver(b, benchObserver(b, sdktrace.AlwaysSample()))
+		_, op := cancel.Start(ctx, "ws /chat")
+		defer op.End(nil)
+		op.Event("ws.open", slog.String("ws.subprotocol", ""))
+		loop(b, func() {
+			op.Count("ws.messages.in", 1)
+		})
+	})
+
+	// A whole websocket connection as wscancel records it, with one
+	// message each way: the operation, two span events and the metrics of
+	// a connection.
+	b.Run("ws-connection", func(b *testing.B) {
+		withDefaultObserver(b, benchObserver(b, sdktrace.AlwaysSample()))
+		loop(b, func() {
+			_, op := cancel.Start(ctx, "ws /chat")
+			op.Event("ws.open", slog.String("ws.subprotocol", ""))
+			op.Count("ws.messages.in", 1)
+			op.Count("ws.messages.out", 1)
+			op.Event("ws.close", slog.Int("ws.close.code", 1000), slog.String("ws.close.by", "peer"),
+				slog.String("cancel.reason", ""))
+			op.End(nil)
+		})
+	})
+
 	// One progress report with one attribute: a span event and a count.
 	b.Run("progress", func(b *testing.B) {
 		withDefaultObserver(b, benchObserver(b, sdktrace.AlwaysSample()))

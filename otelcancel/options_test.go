@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -38,6 +41,11 @@ func TestNewInvalidOptions(t *testing.T) {
 		{"no stop buckets", WithStopLatencyBuckets(), "WithStopLatencyBuckets"},
 		{"decreasing stop buckets", WithStopLatencyBuckets(2, 1), "WithStopLatencyBuckets"},
 		{"zero stop bucket", WithStopLatencyBuckets(0), "WithStopLatencyBuckets"},
+		{"no stream buckets", WithStreamBuckets(), "WithStreamBuckets"},
+		{"decreasing stream buckets", WithStreamBuckets(60, 1), "WithStreamBuckets"},
+		{"negative stream bucket", WithStreamBuckets(-1), "WithStreamBuckets"},
+		{"infinite stream bucket", WithStreamBuckets(1, math.Inf(1)), "WithStreamBuckets"},
+		{"NaN stream bucket", WithStreamBuckets(math.NaN()), "WithStreamBuckets"},
 		{"max names 0", WithMaxNames(0), "WithMaxNames"},
 		{"max names negative", WithMaxNames(-1), "WithMaxNames"},
 		{"nil option", nil, "nil Option"},
@@ -169,8 +177,69 @@ func TestNoopProviders(t *testing.T) {
 	}
 	ctx, op := cancel.Start(context.Background(), "noop", cancel.WithObserver(obs))
 	op.Progress("p")
+	op.Event("ws.open")
+	op.Event("sse.open")
+	op.Count("ws.messages.in", 1)
+	op.Count("sse.events", 1)
 	op.Cancel(cancel.ReasonManual, "")
+	op.Event("ws.close", slog.Int("ws.close.code", 1000))
 	if err := op.End(ctx.Err()); cancel.ReasonOf(err) != cancel.ReasonManual {
 		t.Errorf("End = %v", err)
+	}
+}
+
+// keepingProvider makes recording spans that are not the SDK's and keep
+// the attribute slices they are given, as an implementation may.
+type keepingProvider struct {
+	noop.TracerProvider
+	spans *[]*keepingSpan
+}
+
+func (p keepingProvider) Tracer(string, ...trace.TracerOption) trace.Tracer {
+	return keepingTracer{p.TracerProvider.Tracer(""), p.spans}
+}
+
+type keepingTracer struct {
+	trace.Tracer
+	spans *[]*keepingSpan
+}
+
+func (t keepingTracer) Start(ctx context.Context, name string, _ ...trace.SpanStartOption) (context.Context, trace.Span) {
+	_, base := t.Tracer.Start(ctx, name)
+	s := &keepingSpan{Span: base}
+	*t.spans = append(*t.spans, s)
+	return trace.ContextWithSpan(ctx, s), s
+}
+
+type keepingSpan struct {
+	trace.Span
+	attrs [][]attribute.KeyValue
+}
+
+func (*keepingSpan) IsRecording() bool                        { return true }
+func (s *keepingSpan) SetAttributes(kv ...attribute.KeyValue) { s.attrs = append(s.attrs, kv) }
+
+// Spans of other implementations may keep the attributes they are given:
+// the observer gives each its own.
+func TestOtherSpanKeepsAttributes(t *testing.T) {
+	var spans []*keepingSpan
+	mp := sdkmetric.NewMeterProvider()
+	defer mp.Shutdown(context.Background())
+	obs, err := New(WithTracerProvider(keepingProvider{spans: &spans}), WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"first", "second", "third"} {
+		_, op := cancel.Start(context.Background(), name, cancel.WithObserver(obs))
+		op.End(nil)
+	}
+	if len(spans) != 3 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	for i, name := range []string{"first", "second", "third"} {
+		if len(spans[i].attrs) != 1 {
+			t.Fatalf("span %d: %d SetAttributes calls, want 1", i, len(spans[i].attrs))
+		}
+		wantAttr(t, name, spans[i].attrs[0], KeyOperationName, attribute.StringValue(name))
 	}
 }

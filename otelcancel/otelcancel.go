@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -34,6 +35,12 @@ const (
 	KeyShielded      = attribute.Key("cancel.shielded")
 	KeyDelivered     = attribute.Key("cancel.delivered")
 	KeyErrorType     = attribute.Key("error.type")
+	// KeyWSDirection is the direction of websocket messages: "in" (read
+	// from the peer) or "out" (written to it).
+	KeyWSDirection = attribute.Key("cancel.ws.direction")
+	// KeyWSCloseCode is the close code of a websocket connection, as a
+	// string from a closed set (see CloseCodeOther).
+	KeyWSCloseCode = attribute.Key("cancel.ws.close.code")
 )
 
 // Span event names.
@@ -54,6 +61,13 @@ var DefaultDurationBuckets = []float64{
 	30, 60, 120, 300, 600, 1800, 3600,
 }
 
+// DefaultStreamBuckets are the bucket bounds, in seconds, of
+// cancel.ws.connection.duration and cancel.sse.stream.duration: long-lived
+// connections, from a tenth of a second to four hours.
+var DefaultStreamBuckets = []float64{
+	0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400,
+}
+
 // DefaultStopLatencyBuckets are the bucket bounds, in seconds, of
 // cancel.stop.latency: work that honours its context stops within
 // microseconds; anything past a second ignores it.
@@ -69,6 +83,7 @@ type config struct {
 	mp          metric.MeterProvider
 	duration    []float64
 	stopLatency []float64
+	stream      []float64
 	maxNames    int
 }
 
@@ -120,6 +135,20 @@ func WithStopLatencyBuckets(bounds ...float64) Option {
 	}
 }
 
+// WithStreamBuckets sets the bucket bounds, in seconds, of the websocket
+// connection and SSE stream duration histograms (DefaultStreamBuckets by
+// default). They must be positive, finite and increasing.
+func WithStreamBuckets(bounds ...float64) Option {
+	bounds = slices.Clone(bounds)
+	return func(c *config) error {
+		if err := checkBuckets("WithStreamBuckets", bounds); err != nil {
+			return err
+		}
+		c.stream = bounds
+		return nil
+	}
+}
+
 func checkBuckets(option string, bounds []float64) error {
 	if len(bounds) == 0 {
 		return fmt.Errorf("otelcancel: %s: no bounds", option)
@@ -141,7 +170,10 @@ func checkBuckets(option string, bounds []float64) error {
 // the OpenTelemetry SDK keeps at most 2000 series per instrument by default
 // (sdkmetric.WithCardinalityLimit), beyond which it merges new series into
 // one without attributes, losing the name. 100 names, and OtherName, stay
-// well within that.
+// well within that. The exception is cancel.ws.closes, with a series per
+// close code and reason that occurred: in practice a handful per name (a
+// server closes with the code that goes with the reason), but a name whose
+// peers close with many codes of the set takes more.
 const DefaultMaxNames = 100
 
 // WithMaxNames caps the distinct operation names metrics carry (default
@@ -160,16 +192,17 @@ func WithMaxNames(n int) Option {
 }
 
 // An Observer records operations as spans, span events and metrics. It
-// implements cancel.Observer and is safe for concurrent use.
+// implements cancel.EventObserver and is safe for concurrent use.
 //
 // The counters (cancel.operations, cancel.operation.active,
-// cancel.progress.reports) are asynchronous instruments: operations count
-// themselves on atomics of their name's series, and the meter reads them at
-// collection. An operation then costs atomic adds and one histogram record
-// (two when a cancellation was requested) instead of four instrument calls,
-// and every known series exists from its name's first operation on. The
-// histograms are recorded as operations end, in the span's context, for
-// exemplars.
+// cancel.progress.reports, and the cancel.ws.* and cancel.sse.* counters)
+// are asynchronous instruments: operations count themselves on atomics of
+// their name's series, and the meter reads them at collection. An operation
+// then costs atomic adds and one histogram record (two when a cancellation
+// was requested) instead of four instrument calls, a websocket message or
+// an SSE event one atomic add, and every known series exists from its
+// name's first operation on. The histograms are recorded as operations end,
+// in the span's context, for exemplars.
 //
 // Each Observer registers a callback with its meter provider for good: make
 // one per program (or per meter provider), not one per request.
@@ -181,6 +214,15 @@ type Observer struct {
 	stopLatency metric.Float64Histogram
 	progress    metric.Int64ObservableCounter
 
+	wsActive    metric.Int64ObservableUpDownCounter
+	wsMessages  metric.Int64ObservableCounter
+	wsCloses    metric.Int64ObservableCounter
+	wsDuration  metric.Float64Histogram
+	sseActive   metric.Int64ObservableUpDownCounter
+	sseEvents   metric.Int64ObservableCounter
+	sseDuration metric.Float64Histogram
+	sseEnds     metric.Int64ObservableCounter
+
 	maxNames int
 	mu       sync.Mutex
 	names    sync.Map // string -> *nameSeries
@@ -189,12 +231,13 @@ type Observer struct {
 	other    atomic.Pointer[nameSeries] // set before full
 }
 
-var _ cancel.Observer = (*Observer)(nil)
+var _ cancel.EventObserver = (*Observer)(nil)
 
 // New returns an Observer. Invalid options make it fail with an error naming
 // the option.
 func New(opts ...Option) (*Observer, error) {
-	c := config{duration: DefaultDurationBuckets, stopLatency: DefaultStopLatencyBuckets, maxNames: DefaultMaxNames}
+	c := config{duration: DefaultDurationBuckets, stopLatency: DefaultStopLatencyBuckets,
+		stream: DefaultStreamBuckets, maxNames: DefaultMaxNames}
 	for i, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("otelcancel: New: nil Option (option %d of %d)", i+1, len(opts))
@@ -211,28 +254,50 @@ func New(opts ...Option) (*Observer, error) {
 	}
 	meter := c.mp.Meter(ScopeName)
 	o := &Observer{tracer: c.tp.Tracer(ScopeName), maxNames: c.maxNames}
-	var err, e error
-	o.operations, e = meter.Int64ObservableCounter("cancel.operations", metric.WithUnit("{operation}"),
-		metric.WithDescription("Operations ended, by outcome and cancellation reason."))
-	err = errors.Join(err, e)
-	o.duration, e = meter.Float64Histogram("cancel.operation.duration", metric.WithUnit("s"),
-		metric.WithDescription("How long operations ran, by outcome and cancellation reason."),
-		metric.WithExplicitBucketBoundaries(c.duration...))
-	err = errors.Join(err, e)
-	o.active, e = meter.Int64ObservableUpDownCounter("cancel.operation.active", metric.WithUnit("{operation}"),
-		metric.WithDescription("Operations running now."))
-	err = errors.Join(err, e)
-	o.stopLatency, e = meter.Float64Histogram("cancel.stop.latency", metric.WithUnit("s"),
-		metric.WithDescription("Time from a cancellation request to the end of the operation."),
-		metric.WithExplicitBucketBoundaries(c.stopLatency...))
-	err = errors.Join(err, e)
-	o.progress, e = meter.Int64ObservableCounter("cancel.progress.reports", metric.WithUnit("{report}"),
-		metric.WithDescription("Progress reports of operations."))
-	err = errors.Join(err, e)
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		inst, err := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return inst
+	}
+	upDown := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
+		inst, err := meter.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return inst
+	}
+	histogram := func(name, desc string, bounds []float64) metric.Float64Histogram {
+		inst, err := meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(bounds...))
+		errs = append(errs, err)
+		return inst
+	}
+	o.operations = counter("cancel.operations", "{operation}",
+		"Operations ended, by outcome and cancellation reason.")
+	o.duration = histogram("cancel.operation.duration",
+		"How long operations ran, by outcome and cancellation reason.", c.duration)
+	o.active = upDown("cancel.operation.active", "{operation}", "Operations running now.")
+	o.stopLatency = histogram("cancel.stop.latency",
+		"Time from a cancellation request to the end of the operation.", c.stopLatency)
+	o.progress = counter("cancel.progress.reports", "{report}", "Progress reports of operations.")
+
+	o.wsActive = upDown("cancel.ws.connections.active", "{1}", "Websocket connections open now.")
+	o.wsMessages = counter("cancel.ws.messages", "{1}", "Websocket data messages, by direction.")
+	o.wsCloses = counter("cancel.ws.closes", "{1}",
+		"Websocket connections closed, by close code and cancellation reason.")
+	o.wsDuration = histogram("cancel.ws.connection.duration",
+		"How long websocket connections lasted, by outcome and cancellation reason.", c.stream)
+	o.sseActive = upDown("cancel.sse.streams.active", "{1}", "Server-Sent Events streams open now.")
+	o.sseEvents = counter("cancel.sse.events", "{1}", "Server-Sent Events sent.")
+	o.sseDuration = histogram("cancel.sse.stream.duration",
+		"How long Server-Sent Events streams lasted, by outcome and cancellation reason.", c.stream)
+	o.sseEnds = counter("cancel.sse.ends", "{1}",
+		"Server-Sent Events streams ended, by outcome and cancellation reason.")
+	err := errors.Join(errs...)
 	if err == nil {
 		// The registration lives as long as the meter provider: an
 		// Observer is made once per program.
-		_, err = meter.RegisterCallback(o.observeCounts, o.operations, o.active, o.progress)
+		_, err = meter.RegisterCallback(o.observeCounts, o.operations, o.active, o.progress,
+			o.wsActive, o.wsMessages, o.wsCloses, o.sseActive, o.sseEvents, o.sseEnds)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("otelcancel: creating instruments: %w", err)
@@ -244,11 +309,17 @@ func New(opts ...Option) (*Observer, error) {
 // their attribute sets built once, as the option slices the instruments
 // take, so that recording allocates nothing for attributes.
 type nameSeries struct {
+	label    string                    // the name, or OtherName
 	name     attrOpts                  // the name alone
 	ended    [len(outcomes)][]endCount // by outcome, then reason
 	stop     []attrOpts                // name, reason: by reason
 	active   atomic.Int64              // operations of the name running
 	progress atomic.Int64              // their progress reports
+
+	// The series of websocket connections and SSE streams, made the
+	// first time an operation of the name is one.
+	ws  atomic.Pointer[wsSeries]
+	sse atomic.Pointer[sseSeries]
 }
 
 // endCount is one series of cancel.operations and of the duration: name,
@@ -314,7 +385,7 @@ func (o *Observer) series(name string) *nameSeries {
 
 func newSeries(name string) *nameSeries {
 	n := KeyOperationName.String(name)
-	s := &nameSeries{name: newAttrOpts(n), stop: make([]attrOpts, numReasons)}
+	s := &nameSeries{label: name, name: newAttrOpts(n), stop: make([]attrOpts, numReasons)}
 	for i, out := range outcomes {
 		s.ended[i] = make([]endCount, numReasons)
 		for r := range numReasons {
@@ -334,25 +405,32 @@ func newSeries(name string) *nameSeries {
 // observeCounts reports the counters of every name, zeros included: known
 // series exist from their name's first operation on.
 func (o *Observer) observeCounts(_ context.Context, obs metric.Observer) error {
-	report := func(s *nameSeries) {
-		for i := range s.ended {
-			for r := range s.ended[i] {
-				if c := &s.ended[i][r]; c.observe != nil {
-					obs.ObserveInt64(o.operations, c.n.Load(), c.observe...)
-				}
-			}
-		}
-		obs.ObserveInt64(o.active, s.active.Load(), s.name.observe...)
-		obs.ObserveInt64(o.progress, s.progress.Load(), s.name.observe...)
-	}
 	o.names.Range(func(_, v any) bool {
-		report(v.(*nameSeries))
+		o.report(obs, v.(*nameSeries))
 		return true
 	})
 	if s := o.other.Load(); s != nil {
-		report(s)
+		o.report(obs, s)
 	}
 	return nil
+}
+
+func (o *Observer) report(obs metric.Observer, s *nameSeries) {
+	for i := range s.ended {
+		for r := range s.ended[i] {
+			if c := &s.ended[i][r]; c.observe != nil {
+				obs.ObserveInt64(o.operations, c.n.Load(), c.observe...)
+			}
+		}
+	}
+	obs.ObserveInt64(o.active, s.active.Load(), s.name.observe...)
+	obs.ObserveInt64(o.progress, s.progress.Load(), s.name.observe...)
+	if ws := s.ws.Load(); ws != nil {
+		o.reportWS(obs, s, ws)
+	}
+	if sse := s.sse.Load(); sse != nil {
+		o.reportSSE(obs, s, sse)
+	}
 }
 
 // opState is the context an operation runs in, as this observer left it:
@@ -360,14 +438,33 @@ func (o *Observer) observeCounts(_ context.Context, obs metric.Observer) error {
 // recorded with it as their context, so that exemplars find the span.
 type opState struct {
 	context.Context
-	obs     *Observer
-	span    trace.Span
-	adopted bool
-	series  *nameSeries
+	obs    *Observer
+	span   trace.Span
+	series *nameSeries
 	// labeler is otelhttp's Labeler of the request whose server span the
 	// operation adopted, or nil.
 	labeler *otelhttp.Labeler
+	// stream holds the flags (wsOpen, wsClosed, sseOpen) the
+	// operation's events set.
+	stream  atomic.Uint32
+	adopted bool
+	// The start and end timestamp options of the span, here so that
+	// passing them allocates no slice of options.
+	startOpts [1]trace.SpanStartOption
+	endOpts   [1]trace.SpanEndOption
 }
+
+// The flags of opState.stream: whether the operation is an open websocket
+// connection or SSE stream ("ws.open", "sse.open"), and whether its
+// websocket close was counted. Each counts once.
+const (
+	wsOpen uint32 = 1 << iota
+	wsClosed
+	sseOpen
+)
+
+// setStream sets flag and reports whether it was not set yet.
+func (s *opState) setStream(flag uint32) bool { return s.stream.Or(flag)&flag == 0 }
 
 // stateKey names its observer: several Observers on one operation each
 // find their own state.
@@ -408,7 +505,8 @@ func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) conte
 		// call: an unsampled operation builds none, and a sampled one
 		// grows the span's attributes once. Samplers see the operation's
 		// name, as the span's.
-		ctx, s.span = o.tracer.Start(ctx, op.Name(), trace.WithTimestamp(op.StartTime()))
+		s.startOpts[0] = trace.WithTimestamp(op.StartTime())
+		ctx, s.span = o.tracer.Start(ctx, op.Name(), s.startOpts[:]...)
 	}
 	s.Context = ctx
 	s.series.active.Add(1)
@@ -453,7 +551,7 @@ func (o *Observer) ObserveCancel(op *cancel.Operation, err *cancel.Error) {
 		// The span's owner (otelhttp) may end it before the operation ends:
 		// when the middleware answers 504 at the deadline, say. Record the
 		// outcome now; ObserveEnd overwrites it if the span is still open.
-		s.span.SetAttributes(endAttrs(op, cancel.StatusCancelled, err.Reason)...)
+		s.span.SetAttributes(endAttrs(nil, op, cancel.StatusCancelled, err.Reason)...)
 		s.span.SetStatus(codes.Error, err.Error())
 	}
 }
@@ -473,7 +571,18 @@ func (o *Observer) ObserveEnd(op *cancel.Operation) {
 	ended := &s.series.ended[outcomeIndex(status)][reason]
 	ended.n.Add(1)
 	s.series.active.Add(-1)
-	o.duration.Record(s, end.Sub(op.StartTime()).Seconds(), ended.record...)
+	d := end.Sub(op.StartTime()).Seconds()
+	o.duration.Record(s, d, ended.record...)
+	if f := s.stream.Load(); f&(wsOpen|sseOpen) != 0 {
+		// A stream's metrics say why it ended as its client was told: the
+		// root reason, not that its request (the parent) was cancelled.
+		root, rootEnded := reason, ended
+		if reason == cancel.ReasonParent {
+			root = cancel.RootReason(op.Err())
+			rootEnded = &s.series.ended[outcomeIndex(status)][root]
+		}
+		o.endStream(s, f, d, outcomeIndex(status), root, rootEnded)
+	}
 	// Err returns the *cancel.Error of the request itself (a type assertion
 	// rather than errors.As, which would make the pointer escape).
 	if requested, ok := op.Err().(*cancel.Error); ok && requested != nil {
@@ -487,17 +596,43 @@ func (o *Observer) ObserveEnd(op *cancel.Operation) {
 		}
 		return
 	}
-	span.SetAttributes(endAttrs(op, status, reason)...)
+	if _, sdk := span.(sdktrace.ReadWriteSpan); sdk {
+		// The SDK copies the attributes, so a pooled buffer can carry
+		// them. (What a pooled buffer still refers to lives at most until
+		// the pool is dropped, two collections later.)
+		buf := attrBufs.Get().(*[]attribute.KeyValue)
+		attrs := endAttrs(*buf, op, status, reason)
+		span.SetAttributes(attrs...)
+		if cap(attrs) <= maxPooledAttrs {
+			*buf = attrs[:0]
+		}
+		attrBufs.Put(buf)
+	} else {
+		// Other implementations might keep the slice.
+		span.SetAttributes(endAttrs(nil, op, status, reason)...)
+	}
 	if status == cancel.StatusCancelled || status == cancel.StatusFailed {
 		span.SetStatus(codes.Error, op.Cause().Error())
 	}
 	if !s.adopted {
-		span.End(trace.WithTimestamp(end))
+		s.endOpts[0] = trace.WithTimestamp(end)
+		span.End(s.endOpts[:]...)
 	}
 }
 
-// endAttrs returns the attributes of an ended operation's span.
-func endAttrs(op *cancel.Operation, status cancel.Status, reason cancel.Reason) []attribute.KeyValue {
+// attrBufs holds the buffers of the attributes ObserveEnd sets on SDK
+// spans, which copy them: one allocation less per sampled operation.
+var attrBufs = sync.Pool{New: func() any {
+	b := make([]attribute.KeyValue, 0, 8)
+	return &b
+}}
+
+// maxPooledAttrs bounds the buffers kept in attrBufs.
+const maxPooledAttrs = 32
+
+// endAttrs returns the attributes of an ended operation's span, in dst if
+// they fit.
+func endAttrs(dst []attribute.KeyValue, op *cancel.Operation, status cancel.Status, reason cancel.Reason) []attribute.KeyValue {
 	// The exact size: attributes are 64 bytes each, and the span copies
 	// them again.
 	n := 3 + len(op.Attrs()) // ID, name, outcome, and groups expand
@@ -514,7 +649,10 @@ func endAttrs(op *cancel.Operation, status cancel.Status, reason cancel.Reason) 
 	case cancel.StatusFailed:
 		n++
 	}
-	attrs := make([]attribute.KeyValue, 0, n)
+	attrs := dst[:0]
+	if cap(attrs) < n {
+		attrs = make([]attribute.KeyValue, 0, n)
+	}
 	attrs = append(attrs, KeyOperationID.Int64(int64(op.ID())), KeyOperationName.String(op.Name()))
 	if shielded {
 		attrs = append(attrs, KeyShielded.Bool(true))

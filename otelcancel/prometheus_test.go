@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -87,6 +88,84 @@ func (p *promHarness) run(t *testing.T) string {
 	return trace.SpanContextFromContext(ctx).TraceID().String()
 }
 
+// runStreams makes a websocket connection and an SSE stream of each kind of
+// end, as wscancel and sse record them.
+func (p *promHarness) runStreams(t *testing.T) {
+	t.Helper()
+	start := func(name string) (context.Context, *cancel.Operation) {
+		return cancel.Start(context.Background(), name, cancel.WithObserver(p.obs))
+	}
+	_, op := start("ws /chat")
+	op.Event("ws.open", slog.String("ws.subprotocol", ""))
+	op.Count("ws.messages.in", 1)
+	op.Count("ws.messages.out", 1)
+	op.Count("ws.messages.out", 1)
+	op.Event("ws.close", slog.Int("ws.close.code", 1000), slog.String("ws.close.by", "peer"), slog.String("cancel.reason", ""))
+	op.End(nil)
+	ctx, op := start("ws /chat")
+	op.Event("ws.open", slog.String("ws.subprotocol", ""))
+	op.Cancel(cancel.ReasonShutdown, "draining")
+	op.Event("ws.close", slog.Int("ws.close.code", 1001), slog.String("ws.close.by", "local"), slog.String("cancel.reason", "shutdown"))
+	op.End(ctx.Err())
+	_, open := start("ws /chat") // still open
+	open.Event("ws.open", slog.String("ws.subprotocol", "chat"))
+	t.Cleanup(func() { open.End(nil) })
+
+	_, op = start("sse /feed")
+	op.Event("sse.open", slog.Bool("sse.resumed", false))
+	op.Count("sse.events", 1)
+	op.Event("sse.close", slog.String("cancel.reason", ""), slog.Int64("sse.events", 1))
+	op.End(nil)
+	ctx, op = start("sse /feed")
+	op.Event("sse.open", slog.Bool("sse.resumed", true))
+	op.Cancel(cancel.ReasonDisconnect, "")
+	op.Event("sse.close", slog.String("cancel.reason", "disconnect"), slog.Int64("sse.events", 0))
+	op.End(ctx.Err())
+}
+
+func TestPrometheusStreamsExposition(t *testing.T) {
+	p := newPromHarness(t)
+	p.runStreams(t)
+	body, _ := p.scrape(t, false)
+	const ws, sse = `cancel_operation_name="ws /chat"`, `cancel_operation_name="sse /feed"`
+	for _, want := range []string{
+		"# TYPE cancel_ws_messages_total counter",
+		`cancel_ws_messages_total{` + ws + `,cancel_ws_direction="in"} 1`,
+		`cancel_ws_messages_total{` + ws + `,cancel_ws_direction="out"} 2`,
+		"# TYPE cancel_ws_closes_total counter",
+		`cancel_ws_closes_total{` + ws + `,cancel_reason="",cancel_ws_close_code="1000"} 1`,
+		`cancel_ws_closes_total{` + ws + `,cancel_reason="shutdown",cancel_ws_close_code="1001"} 1`,
+		"# TYPE cancel_ws_connections_active gauge",
+		`cancel_ws_connections_active{` + ws + `} 1`,
+		"# TYPE cancel_ws_connection_duration_seconds histogram",
+		`cancel_ws_connection_duration_seconds_bucket{` + ws + `,cancel_outcome="completed",cancel_reason="",le="14400"} 1`,
+		`cancel_ws_connection_duration_seconds_count{` + ws + `,cancel_outcome="cancelled",cancel_reason="shutdown"} 1`,
+		"# TYPE cancel_sse_events_total counter",
+		`cancel_sse_events_total{` + sse + `} 1`,
+		"# TYPE cancel_sse_streams_active gauge",
+		`cancel_sse_streams_active{` + sse + `} 0`,
+		"# TYPE cancel_sse_ends_total counter",
+		`cancel_sse_ends_total{` + sse + `,cancel_outcome="completed",cancel_reason=""} 1`,
+		`cancel_sse_ends_total{` + sse + `,cancel_outcome="cancelled",cancel_reason="disconnect"} 1`,
+		`cancel_sse_ends_total{` + sse + `,cancel_outcome="cancelled",cancel_reason="timeout"} 0`,
+		"# TYPE cancel_sse_stream_duration_seconds histogram",
+		`cancel_sse_stream_duration_seconds_bucket{` + sse + `,cancel_outcome="completed",cancel_reason="",le="0.1"} 1`,
+		`cancel_sse_stream_duration_seconds_count{` + sse + `,cancel_outcome="cancelled",cancel_reason="disconnect"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want+" ") {
+			t.Errorf("exposition lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"otel_scope_", "{1}", "_ratio", "_1"} {
+		if strings.Contains(grepLines(body, "cancel_"), bad) {
+			t.Errorf("exposition contains %q", bad)
+		}
+	}
+	if t.Failed() {
+		t.Logf("exposition:\n%s", grepLines(body, "cancel_"))
+	}
+}
+
 func TestPrometheusExposition(t *testing.T) {
 	p := newPromHarness(t)
 	p.run(t)
@@ -141,13 +220,14 @@ func TestPrometheusOpenMetricsExemplar(t *testing.T) {
 	}
 	// One bucket of the cancelled operation's duration carries the
 	// exemplar of its trace.
-	re := regexp.MustCompile(`(?m)^cancel_operation_duration_seconds_bucket\{cancel_operation_name="GET /items",cancel_outcome="cancelled",cancel_reason="timeout",le="[^"]+"\} 1 # \{trace_id="([0-9a-f]{32})",span_id="[0-9a-f]{16}"\} \S+`)
+	// The exporter writes the exemplar's two labels in either order.
+	re := regexp.MustCompile(`(?m)^cancel_operation_duration_seconds_bucket\{cancel_operation_name="GET /items",cancel_outcome="cancelled",cancel_reason="timeout",le="[^"]+"\} 1 # \{(?:trace_id="([0-9a-f]{32})",span_id="[0-9a-f]{16}"|span_id="[0-9a-f]{16}",trace_id="([0-9a-f]{32})")\} \S+`)
 	m := re.FindAllStringSubmatch(body, -1)
 	if len(m) != 1 {
 		t.Fatalf("%d duration buckets with an exemplar, want 1:\n%s", len(m), grepLines(body, "cancel_operation_duration_seconds_bucket"))
 	}
-	if m[0][1] != traceID {
-		t.Errorf("exemplar of trace %s, want %s", m[0][1], traceID)
+	if got := m[0][1] + m[0][2]; got != traceID {
+		t.Errorf("exemplar of trace %s, want %s", got, traceID)
 	}
 	if !strings.HasSuffix(body, "# EOF\n") {
 		t.Errorf("OpenMetrics exposition does not end with # EOF")
@@ -175,6 +255,7 @@ func TestPrometheusPromtool(t *testing.T) {
 	}
 	p := newPromHarness(t, sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "promtool-test"))))
 	p.run(t)
+	p.runStreams(t)
 	body, _ := p.scrape(t, false)
 
 	cmd := exec.Command(promtool, "check", "metrics")

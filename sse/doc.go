@@ -26,5 +26,6 @@
 // (otelcancel's does) hear of the stream: an event "sse.open" (attribute
 // sse.resumed) once the headers are sent, a count "sse.events" for each
 // event written (not comments or heartbeats), and an event "sse.close"
-// (attributes cancel.reason and sse.events) just before the operation ends.
+// (attributes cancel.reason, the root reason of the cancellation as the
+// client was told it, and sse.events) just before the operation ends.
 package sse

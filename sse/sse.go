@@ -354,7 +354,7 @@ func (s *Stream) end(err error) error {
 	}
 	var reason string
 	if cerr != nil {
-		reason = s.op.Reason().String()
+		reason = cancel.RootReason(cerr).String() // what the client was told, as wscancel does
 	}
 	s.op.Event("sse.close", slog.String("cancel.reason", reason), slog.Int64("sse.events", n))
 	return s.op.End(err)
