@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -28,7 +29,9 @@ type config struct {
 }
 
 // WithTimeout sets the timeout of every request; a route's Timeout
-// overrides it. Zero means none.
+// overrides it. It does not apply to requests that switch protocols
+// (websockets): they become connections, which their handler bounds; a
+// route's own Timeout does. Zero means none.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -39,9 +42,9 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithClientBudget lets clients shorten the timeout of their request with a
-// budget in the header named header (DefaultBudgetHeader if empty), as
-// ParseBudget reads it, capped at max. A budget that does not parse is
+// WithClientBudget lets clients shorten the timeout of their request (not
+// of a protocol switch) with a budget in the header named header
+// (DefaultBudgetHeader if empty), as ParseBudget reads it, capped at max. A budget that does not parse is
 // ignored, reported as a progress report of the request, and never trusted.
 func WithClientBudget(header string, max time.Duration) Option {
 	return func(c *config) error {
@@ -358,12 +361,18 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	if rt == nil {
 		rt = found
 	}
-	timeout := h.cfg.timeout
-	if rt != nil {
+	timeout, upgrade := h.cfg.timeout, isUpgrade(r)
+	switch {
+	case rt != nil:
 		timeout = rt.d
+	case upgrade:
+		// A websocket's request becomes a connection: its handler governs
+		// its lifetime (wscancel's WithMaxLifetime and WithIdleTimeout),
+		// not the timeout meant for requests.
+		timeout = 0
 	}
 	var badBudget error
-	if h.cfg.budget != "" {
+	if h.cfg.budget != "" && !upgrade {
 		if v := r.Header.Get(h.cfg.budget); v != "" {
 			if d, err := ParseBudget(v); err != nil {
 				badBudget = err
@@ -409,6 +418,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 var errGoexit = errors.New("httpcancel: handler called runtime.Goexit")
 
 func (h *handler) serveInline(ww *writer, r *http.Request) {
+	if d := h.cfg.drain; d != nil {
+		d.enter()
+		defer d.leave()
+	}
 	returned := false
 	defer func() {
 		if returned {
@@ -478,6 +491,9 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 	ww.takeOuter()
 	ww.header = ww.w.Header().Clone()
 	done := make(chan any, 1) // the handler's panic value, or nil
+	if d := h.cfg.drain; d != nil {
+		d.enter()
+	}
 	go h.run(ww, r, done)
 
 	select {
@@ -534,6 +550,9 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 // if none) to done, unless the request has handed op over, in which case
 // it ends op itself.
 func (h *handler) run(ww *writer, r *http.Request, done chan<- any) {
+	if d := h.cfg.drain; d != nil {
+		defer d.leave() // entered by serveAsync, before the goroutine started
+	}
 	normal := false
 	defer func() {
 		var p any
@@ -607,6 +626,25 @@ var (
 	adoptSpan   = cancel.AdoptSpan()
 	requestGone = cancel.WithParentReason(requestContextEnded)
 )
+
+// isUpgrade tells whether r asks to switch protocols (a websocket).
+func isUpgrade(r *http.Request) bool {
+	if r.ProtoMajor == 1 {
+		return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+	}
+	return r.Method == http.MethodConnect // HTTP/2 tunnels and websockets (RFC 8441)
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // requestContextEnded says why a request's context ended while its
 // operation ran: net/http ends it without a cause when the client closes

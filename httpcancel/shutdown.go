@@ -1,6 +1,7 @@
 package httpcancel
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -21,6 +22,10 @@ type Drain struct {
 	tok   *cancel.Token
 	once  sync.Once
 	timer *time.Timer
+
+	mu      sync.Mutex
+	running int           // handlers under way
+	idle    chan struct{} // closed when running drops to zero, if someone waits
 }
 
 // OnShutdown returns a Drain for srv: when srv.Shutdown is called, requests
@@ -38,6 +43,45 @@ func (d *Drain) Start() {
 	d.once.Do(func() {
 		d.timer = time.AfterFunc(d.grace, func() { d.tok.Cancel(cancel.ReasonShutdown, "server shutting down") })
 	})
+}
+
+// Wait waits until every handler that a middleware with this Drain
+// started has returned, or until ctx is done (returning its cause).
+// http.Server.Shutdown does not wait for handlers that hijacked their
+// connection (websockets): call Wait after it, so that they finish closing
+// (their close frames sent) before the program exits.
+func (d *Drain) Wait(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running == 0 {
+		d.mu.Unlock()
+		return nil
+	}
+	if d.idle == nil {
+		d.idle = make(chan struct{})
+	}
+	idle := d.idle
+	d.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (d *Drain) enter() {
+	d.mu.Lock()
+	d.running++
+	d.mu.Unlock()
+}
+
+func (d *Drain) leave() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running--; d.running == 0 && d.idle != nil {
+		close(d.idle)
+		d.idle = nil
+	}
 }
 
 // Done is closed once the requests in flight were cancelled.

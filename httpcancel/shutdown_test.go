@@ -211,3 +211,61 @@ func TestDrainedRequestRefused(t *testing.T) {
 	checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
 	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
 }
+
+// Shutdown does not wait for a handler that hijacked its connection (a
+// websocket); Drain.Wait does: it returns once the handler has, after its
+// cancellation with ReasonShutdown.
+func TestDrainWaitsForHijackedHandlers(t *testing.T) {
+	e := newEnds()
+	hijacked := make(chan struct{})
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	ts, d := drained(t, serve, 0, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(returned)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		close(hijacked)
+		<-r.Context().Done()
+		<-release // closing the connection takes a while
+	}))
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+	wait(t, hijacked, "the handler to hijack")
+
+	if err := wait(t, shutdown(ts), "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-returned:
+		t.Fatal("the handler returned before it was released: the test shows nothing")
+	default:
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	if err := d.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with the handler still running = %v, want the context's error", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- d.Wait(context.Background()) }()
+	close(release)
+	if err := wait(t, waited, "Wait"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-returned:
+	default:
+		t.Fatal("Wait returned before the handler did")
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+	if err := d.Wait(context.Background()); err != nil {
+		t.Errorf("Wait with nothing running = %v", err)
+	}
+}

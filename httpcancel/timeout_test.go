@@ -617,3 +617,44 @@ func TestStreamGraceExpires(t *testing.T) {
 		})
 	}
 }
+
+// A request asking to switch protocols (a websocket) becomes a
+// connection: the middleware's timeout and the client's budget do not
+// apply to it, a route's own Timeout does.
+func TestUpgradeRequestsHaveNoRequestTimeout(t *testing.T) {
+	e := newEnds()
+	deadlines := make(chan bool, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ok := r.Context().Deadline()
+		deadlines <- ok
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", h)
+	mux.Handle("GET /ws-limited", Timeout(time.Hour, h))
+	ts := serve(t, Middleware(WithTimeout(time.Minute), WithClientBudget("", time.Minute), e.option())(mux))
+	for _, tc := range []struct {
+		path    string
+		upgrade bool
+		want    bool
+	}{
+		{"/ws", true, false},
+		{"/ws", false, true},
+		{"/ws-limited", true, true},
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+tc.path, nil)
+		req.Header.Set(DefaultBudgetHeader, "5s")
+		if tc.upgrade {
+			req.Header.Set("Connection", "keep-alive, Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := wait(t, deadlines, "the handler"); got != tc.want {
+			t.Errorf("%s upgrade=%v: deadline %v, want %v", tc.path, tc.upgrade, got, tc.want)
+		}
+		e.next(t)
+	}
+}

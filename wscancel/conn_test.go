@@ -578,14 +578,15 @@ func TestWriteAbandoned(t *testing.T) {
 	}
 }
 
-// TestRequestTimeout: httpcancel's request timeout bounds the websockets
-// of its routes too (their operations are its children), unless the
-// route says otherwise with httpcancel.Timeout(0, ...).
+// TestRequestTimeout: httpcancel's request timeout does not apply to
+// websockets (upgrade requests become connections, which wscancel's own
+// options bound); a route's own httpcancel.Timeout does, through the
+// connection's parent.
 func TestRequestTimeout(t *testing.T) {
 	rec, rec2 := newRecorder(), newRecorder()
 	mux := http.NewServeMux()
-	mux.Handle("GET /bounded", wscancel.Handler(echo, rec.option()))
-	mux.Handle("GET /unbounded", httpcancel.Timeout(0, wscancel.Handler(echo, rec2.option())))
+	mux.Handle("GET /bounded", httpcancel.Timeout(50*time.Millisecond, wscancel.Handler(echo, rec.option())))
+	mux.Handle("GET /default", wscancel.Handler(echo, rec2.option()))
 	ts := httptest.NewServer(httpcancel.Middleware(httpcancel.WithTimeout(50 * time.Millisecond))(mux))
 	defer ts.Close()
 	base := "ws" + strings.TrimPrefix(ts.URL, "http")
@@ -596,9 +597,9 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	rec.wait(t).wantClose(t, int64(wscancel.StatusTimeout), "local", "timeout")
 
-	unbounded := dial(t, base+"/unbounded")
+	open := dial(t, base+"/default")
 	<-time.After(150 * time.Millisecond) // three request timeouts
-	roundTrip(t, unbounded, "still open")
-	unbounded.Close(websocket.StatusNormalClosure, "")
+	roundTrip(t, open, "still open")
+	open.Close(websocket.StatusNormalClosure, "")
 	rec2.wait(t).wantClose(t, 1000, "peer", "disconnect")
 }
