@@ -1,178 +1,104 @@
-// Command canceldemo shows why work stops: it runs a handful of operations,
-// each stopped by a different reason, prints every event an observer sees,
-// and ends with the registry's history and counts.
+// Command canceldemo shows why work stops.
+//
+//	canceldemo [serve] [-addr :8080] [-grace 5s]   a small service built on the library (the default)
+//	canceldemo load [-target URL] [-rate 20] ...   traffic that makes it stop for every reason
+//	canceldemo tour                                a console tour: one operation per reason
+//	canceldemo health [-url URL]                   exit 0 if the service answers (container health checks)
+//
+// serve exposes its operations at /admin/, its metrics at /metrics and
+// its recent spans at /debug/tracez; with OTEL_EXPORTER_OTLP_ENDPOINT set it
+// also sends its spans there over OTLP/HTTP (to Jaeger, say). load sends a
+// mix of requests that complete, time out on either side, hang up, stop
+// reading, vanish or get cancelled by an operator, and ends with a table of
+// what the clients saw.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"slices"
-	"sync"
-	"sync/atomic"
-	"text/tabwriter"
-	"time"
-
-	"github.com/cancelable-go/cancelable/cancel"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	if err := run(os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "canceldemo:", err)
-		os.Exit(1)
+	os.Exit(mainExit(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: canceldemo [command] [flags]
+
+commands:
+  serve    run the demo service (the default): canceldemo serve -addr :8080 -grace 5s
+  load     send traffic that stops for every reason: canceldemo load -target http://localhost:8080
+  tour     a console tour of every reason, without a server
+  health   check that a service answers: canceldemo health -url http://localhost:8080/healthz
+
+Run "canceldemo <command> -h" for the flags of a command.
+`
+
+// mainExit runs the command named by args and returns the exit code.
+func mainExit(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	// SIGINT and SIGTERM stop serve and load cleanly; a second one kills.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	switch cmd {
+	case "serve":
+		err = serveCommand(ctx, args, stdout, stderr)
+	case "load":
+		err = loadCommand(ctx, args, stdout, stderr)
+	case "tour":
+		stop() // the tour sends itself SIGINT, and catches it
+		if len(args) > 0 {
+			err = fmt.Errorf("tour takes no arguments")
+			break
+		}
+		err = runTour(stdout)
+	case "health":
+		err = healthCommand(ctx, args, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "canceldemo: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "canceldemo:", err)
+		return 1
 	}
 }
 
-func run(w io.Writer) error {
-	// Observers are called from whatever goroutine reports or cancels.
-	out := &lockedWriter{w: w}
-	start := time.Now()
-	events := cancel.Hooks{
-		OnStart: func(op *cancel.Operation) {
-			fmt.Fprintf(out, "%7s  #%-3d %-14s started\n", since(start), op.ID(), op.Name())
-		},
-		OnProgress: func(op *cancel.Operation, p cancel.Progress) {
-			fmt.Fprintf(out, "%7s  #%-3d %-14s progress: %s\n", since(start), op.ID(), op.Name(), p.Message)
-		},
-		OnCancel: func(op *cancel.Operation, e *cancel.Error) {
-			fmt.Fprintf(out, "%7s  #%-3d %-14s cancel requested: %s\n", since(start), op.ID(), op.Name(), e.Reason)
-		},
-		OnEnd: func(op *cancel.Operation) {
-			fmt.Fprintf(out, "%7s  #%-3d %-14s ended %s\n", since(start), op.ID(), op.Name(), op.Status())
-		},
+// errUsage reports bad flags, which the flag package already explained.
+var errUsage = errors.New("usage")
+
+// parseFlags parses args with fs, which prints its own errors and usage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
 	}
-	reg := &cancel.Registry{}
-	opts := []cancel.Option{cancel.WithObserver(events), cancel.WithRegistry(reg)}
-	ctx := context.Background()
-
-	fmt.Fprintln(out, "Cancelable for Go: every operation below stops for a different reason.")
-	fmt.Fprintln(out)
-
-	// Completes: nothing stops it.
-	cancel.Run(ctx, "render", func(ctx context.Context) error { return pause(ctx, 5*time.Millisecond) }, opts...)
-
-	// Timeout.
-	cancel.Run(ctx, "slow-query", func(ctx context.Context) error { return pause(ctx, time.Hour) },
-		append(opts, cancel.WithTimeout(30*time.Millisecond))...)
-
-	// An operator cancels it through the registry.
-	cancel.Run(ctx, "export", func(ctx context.Context) error {
-		go reg.CancelAll(cancel.Filter{Name: "export"}, cancel.ReasonManual, "operator pressed cancel")
-		return pause(ctx, time.Hour)
-	}, opts...)
-
-	// One token, shared by two uploads, stops both when the server drains.
-	drain := cancel.NewToken()
-	ctxA, upA := cancel.Start(ctx, "upload", append(opts, cancel.WithToken(drain))...)
-	ctxB, upB := cancel.Start(ctx, "upload", append(opts, cancel.WithToken(drain))...)
-	drain.Cancel(cancel.ReasonShutdown, "deploy in progress")
-	upA.End(pause(ctxA, time.Hour))
-	upB.End(pause(ctxB, time.Hour))
-
-	// A parent that times out stops its children, who say so.
-	cancel.Run(ctx, "batch", func(ctx context.Context) error {
-		return cancel.Run(ctx, "batch-item", func(ctx context.Context) error { return pause(ctx, time.Hour) }, opts...)
-	}, append(opts, cancel.WithTimeout(20*time.Millisecond))...)
-
-	// A polled condition: a quota running out.
-	var used atomic.Int64
-	quotaGone := func(context.Context) (bool, error) { return used.Load() >= 3, nil }
-	cancel.Run(ctx, "crawl", func(ctx context.Context) error {
-		for ctx.Err() == nil {
-			used.Add(1)
-			pause(ctx, 5*time.Millisecond)
-		}
-		return ctx.Err()
-	}, append(opts, cancel.WithCondition("quota used up", quotaGone, 2*time.Millisecond))...)
-
-	// A stream with progress reports, stopped half way; the partial result
-	// (items delivered) is kept.
-	cancel.Run(ctx, "import", func(ctx context.Context) error {
-		for n := range cancel.Seq(ctx, slices.Values(make([]int, 100)), cancel.ReportEvery(20)) {
-			_ = n
-			if op := cancel.FromContext(ctx); op.Delivered() == 50 {
-				op.Cancel(cancel.ReasonError, "disk full")
-			}
-		}
-		return ctx.Err()
-	}, opts...)
-
-	// A shielded section finishes although the client left.
-	cancel.Run(ctx, "checkout", func(ctx context.Context) error {
-		return cancel.Shield(ctx, func(context.Context) error {
-			cancel.FromContext(ctx).Cancel(cancel.ReasonDisconnect, "client went away")
-			return nil // the payment is recorded anyway
-		})
-	}, opts...)
-
-	// An OS signal: the process sends itself SIGINT while the operation
-	// listens for it, so it is caught instead of ending the demo.
-	signalled := cancel.Run(ctx, "wait-signal", func(ctx context.Context) error {
-		p, err := os.FindProcess(os.Getpid())
-		if err == nil {
-			err = p.Signal(os.Interrupt)
-		}
-		if err != nil {
-			return err // no signals here (Windows): the operation fails instead
-		}
-		return pause(ctx, 5*time.Second)
-	}, append(opts, cancel.WithSignals())...)
-	if cancel.ReasonOf(signalled) != cancel.ReasonSignal {
-		slog.Warn("signal demo did not get a signal", "error", signalled)
-	}
-
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tOPERATION\tSTATUS\tREASON\tDURATION\tERROR")
-	history := reg.History(cancel.Filter{})
-	slices.Reverse(history)
-	for _, i := range history {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Name, i.Status, i.Reason, i.Duration.Round(time.Millisecond), i.Error)
-	}
-	tw.Flush()
-
-	st := reg.Stats()
-	fmt.Fprintf(out, "\n%d operations: %d completed, %d cancelled, %d failed. By reason:",
-		st.ByStatus[cancel.StatusCompleted]+st.ByStatus[cancel.StatusCancelled]+st.ByStatus[cancel.StatusFailed],
-		st.ByStatus[cancel.StatusCompleted], st.ByStatus[cancel.StatusCancelled], st.ByStatus[cancel.StatusFailed])
-	for _, r := range cancel.Reasons() {
-		if n := st.ByReason[r]; n > 0 {
-			fmt.Fprintf(out, " %s=%d", r, n)
-		}
-	}
-	fmt.Fprintln(out)
-	if st.Active != 0 {
-		return errors.New("operations left running")
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return errUsage
 	}
 	return nil
-}
-
-// pause waits for d or until ctx is done, like work that honours its context.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func since(start time.Time) string {
-	return fmt.Sprintf("%dms", time.Since(start).Milliseconds())
 }

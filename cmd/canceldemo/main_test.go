@@ -14,7 +14,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // The demo must show every reason, and finish with nothing left running.
 func TestDemoShowsEveryReason(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(&out); err != nil {
+	if err := runTour(&out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	summary := out.String()[strings.LastIndex(out.String(), "By reason:"):]
