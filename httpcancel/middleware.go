@@ -459,10 +459,11 @@ func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
 		h.answer(ww, r, reason)
 	}
 	op.End(err)
-	if early && !hijacked && reason != cancel.ReasonDisconnect {
+	if early && !hijacked && reason != cancel.ReasonDisconnect && !ww.whole() {
 		// The handler was answering when the cancellation came: half a
 		// response must not look whole. Abort the connection (HTTP/1) or
-		// reset the stream (HTTP/2).
+		// reset the stream (HTTP/2). A body that has all of its
+		// Content-Length is whole, and goes out.
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -658,3 +658,30 @@ func TestUpgradeRequestsHaveNoRequestTimeout(t *testing.T) {
 		e.next(t)
 	}
 }
+
+// A handler that wrote its whole body (all of its Content-Length) just
+// before the deadline, and returns after it, keeps its answer: the
+// response cannot look whole when it is not, so it is not cut, even
+// while it still sits unsent in the server's buffer.
+func TestTimeoutKeepsWholeResponse(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "5")
+				w.Write([]byte("hello")) // buffered, not flushed
+				<-r.Context().Done()
+			})))
+			resp, err := ts.Client().Get(ts.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || string(body) != "hello" {
+				t.Errorf("got %d %q, %v; want 200 hello", resp.StatusCode, body, err)
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+		})
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -35,6 +37,8 @@ type writer struct {
 	mu          sync.Mutex
 	wroteHeader bool
 	early       bool // the header was written before any cancellation
+	declared    int64        // the Content-Length the handler set, or -1
+	written     atomic.Int64 // body bytes the handler wrote
 	status      int
 	hijacked    bool
 	closed      error          // set when the middleware took over
@@ -70,6 +74,12 @@ func (w *writer) writeHeaderLocked(code int) {
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		w.wroteHeader, w.status = true, code
 		w.early = w.op.Err() == nil
+		w.declared = -1
+		if cl := w.w.Header().Get("Content-Length"); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+				w.declared = n
+			}
+		}
 	}
 	w.w.WriteHeader(code)
 }
@@ -126,11 +136,21 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := u.Write(p)
+	w.written.Add(int64(n))
 	w.inflight.Done()
 	if err != nil {
 		w.writeFailed(err)
 	}
 	return n, err
+}
+
+// whole tells whether the handler wrote all the body its Content-Length
+// announced: a response that cannot look whole when it is not.
+func (w *writer) whole() bool {
+	w.mu.Lock()
+	declared := w.declared
+	w.mu.Unlock()
+	return declared >= 0 && w.written.Load() == declared
 }
 
 // writeFailed tells a peer that went away from a handler's own mistake:
