@@ -36,7 +36,7 @@ type writer struct {
 
 	mu          sync.Mutex
 	wroteHeader bool
-	early       bool // the header was written before any cancellation
+	early       bool         // the header was written before any cancellation
 	declared    int64        // the Content-Length the handler set, or -1
 	written     atomic.Int64 // body bytes the handler wrote
 	status      int
