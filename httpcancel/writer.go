@@ -75,8 +75,14 @@ func (w *writer) writeHeaderLocked(code int) {
 		w.wroteHeader, w.status = true, code
 		w.early = w.op.Err() == nil
 		w.declared = -1
-		if cl := w.w.Header().Get("Content-Length"); cl != "" {
-			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+		// Only a handler that asked for the header map can have set a
+		// Content-Length; asking net/http's for nothing would cost it a
+		// copy of the map.
+		if hdr := w.header; hdr != nil || w.outerTaken {
+			if hdr == nil {
+				hdr = w.w.Header()
+			}
+			if n, err := strconv.ParseInt(hdr.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
 				w.declared = n
 			}
 		}
