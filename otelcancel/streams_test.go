@@ -20,7 +20,7 @@ import (
 	"github.com/cancelable-go/cancelable/cancel"
 )
 
-// The wrappers' side of notes/contract.md, as wscancel and sse call the
+// The wrappers' side of the package documentation of otelcancel, as wscancel and sse call the
 // core.
 
 // wsConn is a websocket connection as wscancel records it.

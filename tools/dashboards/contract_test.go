@@ -23,7 +23,7 @@ type family struct {
 }
 
 // contract holds the metrics that dashboards and alerts may query: those
-// of DESIGN.md's telemetry contract, of notes/contract.md (websockets and
+// of DESIGN.md's telemetry contract, of the package documentation of otelcancel (websockets and
 // SSE) and otelhttp's request duration, by Prometheus name.
 var contract = map[string]family{
 	"cancel_operations_total":           {labels: []string{lName, lOutcome, lReason}},

@@ -5,7 +5,7 @@
 // JSON and the generator disagree.
 //
 // Every query reads the metrics of the telemetry contract (DESIGN.md and
-// notes/contract.md) as the OpenTelemetry Prometheus exporter names them:
+// the package documentation of otelcancel) as the OpenTelemetry Prometheus exporter names them:
 // cancel_* from otelcancel, http_server_request_duration_seconds from
 // otelhttp.
 package dashboards

@@ -44,7 +44,7 @@ const (
 )
 
 // Events and counts the websocket and SSE wrappers record (the contract of
-// notes/contract.md), emitted here by hand so the test depends only on it.
+// the package documentation of otelcancel), emitted here by hand so the test depends only on it.
 const (
 	evWSOpen   = "ws.open"
 	evWSClose  = "ws.close"
