@@ -735,8 +735,12 @@ func (c *Conn) closed() {
 // fn gets the connection's context (see Conn.Context) and the connection;
 // what it returns is given to Conn.End, which closes the connection: nil
 // closes it normally, an error with 1011 (or the code of a
-// websocket.CloseError in its chain). A panic in fn closes with 1011,
-// ends the operation as failed and goes on up, as net/http expects.
+// websocket.CloseError in its chain). A cancellation closes with its own
+// code whatever fn returns, but return the error of the Read or Write that
+// failed: as for any operation, nil after a cancellation records the
+// connection as completed (with the cancellation kept). A panic in fn
+// closes with 1011, ends the operation as failed and goes on up, as
+// net/http expects.
 func NewHandler(fn func(ctx context.Context, c *Conn) error, opts ...Option) (http.Handler, error) {
 	if fn == nil {
 		return nil, errors.New("wscancel: NewHandler: nil function")
