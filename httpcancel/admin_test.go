@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -496,7 +497,7 @@ func TestAdminPage(t *testing.T) {
 	reg := &cancel.Registry{}
 	srv, base := admServer(t, reg)
 	_, evil := admLive(t, context.Background(), reg, `<script>alert("x")</script>`)
-	evil.Progress(`<img src=x onerror=alert(1)> copied 10 files`)
+	evil.Progress(`<img src=x onerror=alert(1)> copied 10 files`, slog.Int("files", 10), slog.String("<b>dir</b>", "/tmp/<x>"))
 	_, asked := admLive(t, context.Background(), reg, "asked-to-stop")
 	asked.Cancel(cancel.ReasonShutdown, "deploy <b>now</b>")
 	admEnded(reg, "finished-job", nil)
@@ -519,6 +520,8 @@ func TestAdminPage(t *testing.T) {
 	for _, want := range []string{
 		"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;",
 		"&lt;img src=x onerror=alert(1)&gt; copied 10 files",
+		`<span class="attrs">files=10</span>`,
+		`<span class="attrs">&lt;b&gt;dir&lt;/b&gt;=/tmp/&lt;x&gt;</span>`,
 		"shutdown: deploy &lt;b&gt;now&lt;/b&gt;",
 		"finished-job",
 		"&lt;/td&gt;&lt;script&gt;bad()&lt;/script&gt;",
