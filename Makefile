@@ -4,7 +4,7 @@ JAEGER_BIN ?= $(CURDIR)/tools/bin/jaeger
 CANCELDEMO_BIN ?= $(CURDIR)/bin/canceldemo
 # Modules besides the library: the demo, and the test tooling that library
 # users never download.
-MODULES := cmd/canceldemo tools tools/stack tools/dashboards
+MODULES := cmd/canceldemo tools tools/stack tools/dashboards tools/perf
 
 .PHONY: demo test unit e2e lint bench fuzz fmt jaeger node canceldemo up down dashboards
 
@@ -60,8 +60,36 @@ lint:
 	$(GO) vet ./...
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
+# Every benchmark of the library beside its baseline, in interleaved rounds
+# (each round runs every package's benchmarks once, so that both halves of
+# a pair see the same load), the verdicts against the issues' targets
+# (tools/perf/cmd/benchpairs), the scale benchmarks (100,000 live
+# operations in a registry, 10,000 idle SSE streams and websockets), and
+# the loopback load run (tools/perf/cmd/httpload: wrk if installed, else a
+# Go client). Results in $(BENCH_DIR).
+BENCH_DIR ?= $(CURDIR)/bench
+BENCH_ROUNDS ?= 6
+BENCH_PKGS := cancel otelcancel httpcancel sse wscancel
+BENCH_RE_cancel := ^Benchmark(StartEnd|Timeout|Check|Progress|Registry|Seq|Chan)$$
+BENCH_RE_otelcancel := ^BenchmarkOTel$$
+BENCH_RE_httpcancel := ^BenchmarkMiddleware(Handler)?$$
+BENCH_RE_sse := ^BenchmarkSSE(InProcess)?$$
+BENCH_RE_wscancel := ^BenchmarkWS$$
+LOAD_FLAGS ?= -rounds 5 -duration 10s -warmup 2s -connections 32 -threads 2
+
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
+	@mkdir -p $(BENCH_DIR) && rm -f $(BENCH_DIR)/*.txt $(BENCH_DIR)/*.md
+	$(foreach p,$(BENCH_PKGS),$(GO) test -c -o $(BENCH_DIR)/$(p).test ./$(p)/ &&) true
+	for i in $$(seq $(BENCH_ROUNDS)); do \
+	  $(foreach p,$(BENCH_PKGS),(cd $(p) && $(BENCH_DIR)/$(p).test -test.run '^$$' -test.bench '$(BENCH_RE_$(p))' -test.benchmem -test.count 1) >> $(BENCH_DIR)/bench_$(p).txt || exit 1;) \
+	done
+	cd httpcancel && $(BENCH_DIR)/httpcancel.test -test.run '^$$' -test.bench '^Benchmark(TimeoutLateness|DisconnectDetection)$$' -test.benchtime 200x > $(BENCH_DIR)/latency.txt
+	cd tools/perf && $(GO) run ./cmd/benchpairs $(foreach p,$(BENCH_PKGS),$(BENCH_DIR)/bench_$(p).txt) > $(BENCH_DIR)/pairs.md
+	cd cancel && $(BENCH_DIR)/cancel.test -test.run '^$$' -test.bench '^BenchmarkRegistryScale$$' -test.benchtime 3x -test.count 3 -test.benchmem > $(BENCH_DIR)/scale_registry.txt
+	cd sse && $(BENCH_DIR)/sse.test -test.run '^$$' -test.bench '^BenchmarkSSEScale$$' -test.benchtime 1x -test.count 3 > $(BENCH_DIR)/scale_sse.txt
+	cd wscancel && $(BENCH_DIR)/wscancel.test -test.run '^$$' -test.bench '^BenchmarkWSScale$$' -test.benchtime 1x -test.count 3 > $(BENCH_DIR)/scale_ws.txt
+	cd tools/perf && $(GO) run ./cmd/httpload $(LOAD_FLAGS) > $(BENCH_DIR)/load.md
+	@cd $(BENCH_DIR) && cat latency.txt pairs.md scale_*.txt load.md
 
 # Every fuzz target of the library, FUZZTIME each.
 FUZZTIME ?= 30s
