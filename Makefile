@@ -2,6 +2,9 @@
 GO ?= go
 JAEGER_BIN ?= $(CURDIR)/tools/bin/jaeger
 CANCELDEMO_BIN ?= $(CURDIR)/bin/canceldemo
+# Clients of the load-and-faults harness in `make e2e` (CI's run); 200000
+# takes about 90 s on two cores.
+HARNESS_N ?= 20000
 # Modules besides the library: the demo, and the test tooling that library
 # users never download.
 MODULES := cmd/canceldemo tools tools/stack tools/dashboards tools/perf
@@ -27,6 +30,7 @@ e2e: jaeger node
 	cd tools && JAEGER_BIN=$(JAEGER_BIN) $(GO) test -race -count=1 ./...
 	cd tools/stack && $(GO) test -count=1 ./...
 	cd tools/dashboards && $(GO) test -race -count=1 ./...
+	cd cmd/canceldemo && $(GO) run . harness -n $(HARNESS_N) -c 256 -seed 1
 
 jaeger: $(JAEGER_BIN)
 

@@ -4,6 +4,7 @@
 //	canceldemo load [-target URL] [-rate 20] ...   traffic that makes it stop for every reason
 //	canceldemo tour                                a console tour: one operation per reason
 //	canceldemo health [-url URL]                   exit 0 if the service answers (container health checks)
+//	canceldemo harness [-n 20000] ...              load and faults in process, every operation accounted for
 //
 // serve exposes its operations at /admin/, its metrics at /metrics and
 // its recent spans at /debug/tracez; with OTEL_EXPORTER_OTLP_ENDPOINT set it
@@ -35,6 +36,7 @@ commands:
   load     send traffic that stops for every reason: canceldemo load -target http://localhost:8080
   tour     a console tour of every reason, without a server
   health   check that a service answers: canceldemo health -url http://localhost:8080/healthz
+  harness  load and faults against an in-process service, with exact accounting: canceldemo harness -n 20000
 
 Run "canceldemo <command> -h" for the flags of a command.
 `
@@ -64,6 +66,8 @@ func mainExit(args []string, stdout, stderr io.Writer) int {
 		err = runTour(stdout)
 	case "health":
 		err = healthCommand(ctx, args, stderr)
+	case "harness": // harness.go
+		err = harnessCommand(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

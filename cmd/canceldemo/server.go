@@ -17,6 +17,7 @@ import (
 	"github.com/cancelable-go/cancelable/wscancel"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/contrib/zpages"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // serverConfig configures the demo service. defaultServerConfig gives the
@@ -35,6 +36,10 @@ type serverConfig struct {
 
 	Log      io.Writer // where the logs go (text); nil: nowhere
 	LogLevel slog.Level
+
+	// Hooks for canceldemo harness (harness*.go); nil in serve.
+	extraRoutes    func(s *server, mux *http.ServeMux) // more routes on the mux
+	spanProcessors []sdktrace.SpanProcessor            // more span processors (in-memory exporters)
 }
 
 func defaultServerConfig() serverConfig {
@@ -83,7 +88,7 @@ type server struct {
 
 // newServer builds the service; start serves it on a listener.
 func newServer(ctx context.Context, cfg serverConfig) (*server, error) {
-	tel, err := newTelemetry(ctx, cfg.OTLPEndpoint)
+	tel, err := newTelemetry(ctx, cfg.OTLPEndpoint, cfg.spanProcessors...)
 	if err != nil {
 		return nil, err
 	}
@@ -158,12 +163,19 @@ func newServer(ctx context.Context, cfg serverConfig) (*server, error) {
 }
 
 // spanName names server spans after their route, once the ServeMux has
-// found it ("GET /work"), and after the method until then.
+// found it ("GET /work"), and after the method until then: "HTTP _OTHER"
+// for a method outside the standard ones, which clients choose freely
+// (zpages keeps samples per span name).
 func spanName(_ string, r *http.Request) string {
 	if r.Pattern != "" {
 		return r.Pattern
 	}
-	return "HTTP " + r.Method
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return "HTTP " + r.Method
+	}
+	return "HTTP _OTHER"
 }
 
 // routes is the ServeMux: its patterns name the request operations and
@@ -189,6 +201,9 @@ func (s *server) routes(admin http.Handler) *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	if s.cfg.extraRoutes != nil { // the harness's routes
+		s.cfg.extraRoutes(s, mux)
+	}
 	return mux
 }
 

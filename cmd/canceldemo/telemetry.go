@@ -43,7 +43,7 @@ func otlpEndpointFromEnv() string {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 }
 
-func newTelemetry(ctx context.Context, otlpEndpoint string) (*telemetry, error) {
+func newTelemetry(ctx context.Context, otlpEndpoint string, extra ...sdktrace.SpanProcessor) (*telemetry, error) {
 	// service.name defaults to canceldemo; OTEL_SERVICE_NAME and
 	// OTEL_RESOURCE_ATTRIBUTES, read later, win.
 	res, err := resource.New(ctx,
@@ -73,6 +73,9 @@ func newTelemetry(ctx context.Context, otlpEndpoint string) (*telemetry, error) 
 			return nil, fmt.Errorf("OTLP trace exporter for %s: %w", otlpEndpoint, err)
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp))
+	}
+	for _, p := range extra { // the harness's in-memory exporters
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	t.tracerProvider = sdktrace.NewTracerProvider(opts...)
 
