@@ -57,6 +57,10 @@ var ErrEnded = errors.New("sse: stream ended")
 // stream has no write timeout of its own.
 const finalTimeout = time.Second
 
+// endSlack is how long after End, beyond the write timeout, the handler
+// has to return before net/http's end of the response is cut off.
+const endSlack = 5 * time.Second
+
 // New starts a server-sent events stream answering r on w, and returns it
 // once the response headers have been sent to the client.
 //
@@ -343,9 +347,11 @@ func (s *Stream) end(err error) error {
 	if !failed {
 		// Bound what net/http writes once the handler returns (the end of
 		// a chunked body) on a client that stopped reading; net/http clears
-		// the deadline when the response is done.
+		// the deadline when the response is done. The handler may take a
+		// while to return (a busy machine, its own clean-up): endSlack
+		// keeps a client that reads from losing the end of its stream.
 		if d := positiveOr(s.timeout, s.serverWT); d > 0 {
-			s.rc.SetWriteDeadline(time.Now().Add(d))
+			s.rc.SetWriteDeadline(time.Now().Add(d + endSlack))
 		}
 	}
 	cerr := s.op.Err()

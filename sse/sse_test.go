@@ -986,3 +986,32 @@ func TestUnderHTTPCancelClientGone(t *testing.T) {
 		t.Errorf("sse.close %+v", e)
 	}
 }
+
+// A handler that returns a while after End, longer than its write timeout
+// (a busy machine, its own clean-up), still ends its stream cleanly: End
+// must not leave a deadline that cuts net/http's end of the response.
+func TestEndThenLateReturn(t *testing.T) {
+	returned := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(returned)
+		s, err := New(w, r, WithWriteTimeout(100*time.Millisecond))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s.Send(Event{Data: "one"})
+		s.End(nil)
+		<-time.After(300 * time.Millisecond) // the handler's own clean-up, past the write timeout
+	}))
+	defer ts.Close()
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "data: one\n\n" {
+		t.Errorf("body %q, %v; want the event and a clean end", body, err)
+	}
+	<-returned
+}
