@@ -151,7 +151,7 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, n int, every tim
 	}
 	first := 0
 	if id, err := strconv.Atoi(st.LastEventID()); err == nil && id >= 0 {
-		first = id + 1 // the client had that one
+		first = min(id, n) + 1 // the client had that one (and no overflow)
 	}
 	padding := strings.Repeat(".", pad)
 	ctx := st.Context()

@@ -449,3 +449,27 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A client resuming after an ID at or past the end of the stream (any
+// integer, the largest included) gets the end of the stream at once, not
+// an endless one.
+func TestEventsResumeAfterEnd(t *testing.T) {
+	s := startServer(t)
+	defer stopServer(t, s)
+	for _, last := range []string{"2", "3", "9223372036854775807"} {
+		req, _ := http.NewRequest("GET", s.self+"/events?n=3&every=10ms", nil)
+		req.Header.Set("Last-Event-ID", last)
+		ctx, cancelReq := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancelReq()
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancelReq()
+		if err != nil || strings.Contains(string(body), "event: tick") {
+			t.Errorf("Last-Event-ID %s: %q, %v; want the end at once, no tick", last, body, err)
+		}
+	}
+}
