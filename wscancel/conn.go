@@ -10,7 +10,9 @@
 // cancellation (DefaultCloseStatus): a client sees 1001 "shutdown" or 4008
 // "timeout", never a bare 1006. A peer that closes, resets the TCP
 // connection or stops answering pings cancels the operation with
-// cancel.ReasonDisconnect.
+// cancel.ReasonDisconnect; one that breaks the protocol (reserved opcodes
+// or bits, bad control frames, unmasked frames) gets 1002 and cancels it
+// with cancel.ReasonError, as a message over the read limit gets 1009.
 //
 // It is built on github.com/coder/websocket, and avoids its traps: the
 // operation's context is never handed to the connection's reads and
@@ -37,11 +39,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -570,9 +574,28 @@ func (c *Conn) cancelForRead(err error) {
 		}
 		return
 	}
+	if !transportFailure(err) {
+		// The peer broke the protocol (a reserved opcode, RSV bits, a
+		// fragmented or oversized control frame, an unmasked frame):
+		// coder/websocket has sent it 1002 for most of these.
+		if c.claim(websocket.StatusProtocolError, "local") {
+			c.op.Cancel(cancel.ReasonError, "protocol error: "+err.Error())
+		}
+		return
+	}
 	if c.claim(websocket.StatusAbnormalClosure, "peer") {
 		c.op.Cancel(cancel.ReasonDisconnect, "connection lost: "+err.Error())
 	}
+}
+
+// transportFailure tells whether a read failed because the connection
+// did (the peer vanished, reset it, or it was closed), rather than
+// because of what the peer sent.
+func transportFailure(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
 
 // keeper closes the connection when the operation is cancelled or End is
@@ -679,7 +702,15 @@ func (c *Conn) closeCancelled() {
 		c.ws.CloseNow()
 	} else {
 		code, text := closeFrame(c.cfg.status(reason))
-		c.claim(code, "local")
+		if !c.claim(code, "local") {
+			// A protocol error claimed 1002 first: say that (coder/websocket
+			// has, for most; not for an unmasked frame).
+			c.mu.Lock()
+			if c.by == "local" && c.code == websocket.StatusProtocolError {
+				code, text = c.code, "protocol error"
+			}
+			c.mu.Unlock()
+		}
 		c.closeBounded(code, text)
 	}
 	c.closed()

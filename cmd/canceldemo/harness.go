@@ -853,7 +853,6 @@ func (r *harnessReport) write(w io.Writer) {
 	if r.endCuts > 0 {
 		fmt.Fprintf(w, "- %d SSE streams ended (Stream.End, all events sent, both operations completed) but reached their client cut: net/http's last chunk, written when the handler returns, failed on the deadline End leaves (the write timeout plus 5 s: a very busy machine).\n", r.endCuts)
 	}
-	fmt.Fprintf(w, "- A malformed websocket frame: coder/websocket sends 1002 (protocol error) to the client (none for an unmasked frame), but wscancel records the close as 1006 by the peer, reason disconnect (see ws-garbage below).\n")
 	fmt.Fprintf(w, "- A websocket the client closes normally (1000) is recorded cancelled/disconnect (documented: a peer that closes cancels the connection's operation).\n")
 	fmt.Fprintf(w, "\nWhat the clients saw:\n\n")
 	for _, sc := range slices.Sorted(maps.Keys(r.saw)) {

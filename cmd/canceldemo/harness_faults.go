@@ -365,12 +365,12 @@ func readCloseCode(br *bufio.Reader) string {
 // given the close code the client got.
 func (h *harness) wsGarbageOutcome(sc, frame, code string) {
 	switch code {
-	case "1002": // coder/websocket's protocol error
-		h.truth.op(hWSConn, cancelled, "disconnect")
-		h.truth.wsClose(1006, "disconnect")
-	case "none": // unmasked frames: coder/websocket drops the connection
-		h.truth.op(hWSConn, cancelled, "disconnect")
-		h.truth.wsClose(1006, "disconnect")
+	case "1002": // coder/websocket's protocol error, recorded as ours
+		h.truth.op(hWSConn, cancelled, "error")
+		h.truth.wsClose(1002, "error")
+	case "none": // the connection dropped before a close went out
+		h.truth.op(hWSConn, cancelled, "error")
+		h.truth.wsClose(1002, "error")
 	default:
 		h.truth.wrong(sc, "%s: close code %s", frame, code)
 	}
