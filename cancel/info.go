@@ -2,13 +2,12 @@ package cancel
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/cancelable-go/cancelable/internal/attrjson"
 )
 
 // Info is a snapshot of an operation, ready for JSON.
@@ -43,7 +42,7 @@ func (op *Operation) Info() Info {
 		Shielded:  op.Shielded(),
 		Started:   op.start,
 		Delivered: op.delivered.Load(),
-		Attrs:     attrsMap(op.Attrs()),
+		Attrs:     attrjson.Map(op.Attrs()),
 		Duration:  op.ended,
 	}
 	if op.ended != 0 {
@@ -75,73 +74,7 @@ func (p Progress) MarshalJSON() ([]byte, error) {
 		Time    time.Time      `json:"time"`
 		Message string         `json:"message"`
 		Attrs   map[string]any `json:"attrs,omitempty"`
-	}{p.Time, p.Message, attrsMap(p.Attrs)})
-}
-
-// attrsMap turns attributes into a map for JSON; groups become nested maps.
-func attrsMap(attrs []slog.Attr) map[string]any {
-	if len(attrs) == 0 {
-		return nil
-	}
-	m := make(map[string]any, len(attrs))
-	for _, a := range attrs {
-		v := a.Value.Resolve()
-		switch v.Kind() {
-		case slog.KindGroup:
-			if g := attrsMap(v.Group()); g != nil {
-				if a.Key == "" { // an unnamed group is inlined, as slog does
-					for k, gv := range g {
-						m[k] = gv
-					}
-				} else {
-					m[a.Key] = g
-				}
-			}
-		default:
-			m[a.Key] = jsonValue(v)
-		}
-	}
-	return m
-}
-
-// jsonValue returns a resolved, non-group attribute value as something
-// encoding/json can always encode: one odd attribute must not make a whole
-// snapshot (or an admin page listing many) fail to encode, nor End panic
-// while it records the operation in a registry. Durations become strings as
-// slog's text form has them, errors their message, NaN and infinities their
-// names, and values json cannot encode (funcs, channels, a failing or
-// panicking MarshalJSON) their fmt form.
-func jsonValue(v slog.Value) any {
-	switch v.Kind() {
-	case slog.KindDuration:
-		return v.Duration().String()
-	case slog.KindFloat64:
-		if f := v.Float64(); math.IsNaN(f) || math.IsInf(f, 0) {
-			return strconv.FormatFloat(f, 'g', -1, 64)
-		}
-	case slog.KindAny:
-		switch x := v.Any().(type) {
-		case nil:
-			return nil
-		case error:
-			return fmt.Sprint(x) // fmt survives a nil receiver or a panic in Error
-		default:
-			if !encodesAsJSON(x) {
-				return fmt.Sprint(x)
-			}
-		}
-	}
-	return v.Any()
-}
-
-func encodesAsJSON(x any) (ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	_, err := json.Marshal(x)
-	return err == nil
+	}{p.Time, p.Message, attrjson.Map(p.Attrs)})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encodes, so that a client can read

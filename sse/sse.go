@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
+	"github.com/cancelable-go/cancelable/internal/attrjson"
 )
 
 // A Stream is one server-sent events response: the writer of its events,
@@ -574,7 +575,7 @@ func (p progressObserver) ObserveEnd(*cancel.Operation)                   {}
 
 func (p progressObserver) ObserveProgress(_ *cancel.Operation, pr cancel.Progress) {
 	s := p.s
-	data, err := json.Marshal(ProgressData{Message: pr.Message, Attrs: attrsMap(pr.Attrs)})
+	data, err := json.Marshal(ProgressData{Message: pr.Message, Attrs: attrjson.Map(pr.Attrs)})
 	if err != nil {
 		data, _ = json.Marshal(ProgressData{Message: pr.Message})
 	}
@@ -594,29 +595,4 @@ func (p progressObserver) ObserveProgress(_ *cancel.Operation, pr cancel.Progres
 type ProgressData struct {
 	Message string         `json:"message"`
 	Attrs   map[string]any `json:"attrs,omitempty"`
-}
-
-func attrsMap(attrs []slog.Attr) map[string]any {
-	if len(attrs) == 0 {
-		return nil
-	}
-	m := make(map[string]any, len(attrs))
-	for _, a := range attrs {
-		v := a.Value.Resolve()
-		switch v.Kind() {
-		case slog.KindGroup:
-			m[a.Key] = attrsMap(v.Group())
-		case slog.KindDuration:
-			m[a.Key] = v.Duration().String()
-		case slog.KindAny:
-			if err, ok := v.Any().(error); ok {
-				m[a.Key] = err.Error()
-				continue
-			}
-			m[a.Key] = v.Any()
-		default:
-			m[a.Key] = v.Any()
-		}
-	}
-	return m
 }

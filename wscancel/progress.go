@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
+	"github.com/cancelable-go/cancelable/internal/attrjson"
 	"github.com/coder/websocket"
 )
 
@@ -59,44 +58,11 @@ func (o progressObserver) ObserveProgress(_ *cancel.Operation, p cancel.Progress
 	if !c.open.Load() {
 		return // before the handshake
 	}
-	data, err := json.Marshal(ProgressMessage{Type: "progress", Message: p.Message, Attrs: attrMap(p.Attrs)})
+	data, err := json.Marshal(ProgressMessage{Type: "progress", Message: p.Message, Attrs: attrjson.Map(p.Attrs)})
 	if err != nil {
 		return
 	}
 	if c.ws.Write(context.Background(), websocket.MessageText, data) == nil {
 		c.sent()
 	}
-}
-
-// attrMap turns attributes into a JSON object; groups become objects.
-func attrMap(attrs []slog.Attr) map[string]any {
-	if len(attrs) == 0 {
-		return nil
-	}
-	m := make(map[string]any, len(attrs))
-	for _, a := range attrs {
-		v := a.Value.Resolve()
-		switch v.Kind() {
-		case slog.KindGroup:
-			if g := attrMap(v.Group()); g != nil {
-				m[a.Key] = g
-			}
-		case slog.KindDuration:
-			m[a.Key] = v.Duration().String()
-		case slog.KindTime:
-			m[a.Key] = v.Time().Format(time.RFC3339Nano)
-		case slog.KindAny:
-			x := v.Any()
-			if err, ok := x.(error); ok {
-				m[a.Key] = err.Error()
-			} else if _, err := json.Marshal(x); err != nil {
-				m[a.Key] = fmt.Sprint(x)
-			} else {
-				m[a.Key] = x
-			}
-		default:
-			m[a.Key] = v.Any()
-		}
-	}
-	return m
 }
