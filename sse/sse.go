@@ -138,7 +138,7 @@ func New(w http.ResponseWriter, r *http.Request, opts ...Option) (*Stream, error
 	copts := make([]cancel.Option, 0, 2+len(c.opOptions))
 	copts = append(copts, parentReason)
 	if c.progress {
-		copts = append(copts, cancel.WithObserver(progressObserver{s}))
+		copts = append(copts, cancel.WithObserver(cancel.Hooks{OnProgress: s.forwardProgress}))
 	}
 	copts = append(copts, c.opOptions...)
 	ctx, op := cancel.Start(r.Context(), name, copts...)
@@ -564,17 +564,8 @@ func (s *Stream) beat() {
 
 var heartbeat = []byte(": heartbeat\n")
 
-// progressObserver forwards the operation's progress reports to the client.
-type progressObserver struct{ s *Stream }
-
-func (p progressObserver) ObserveStart(ctx context.Context, _ *cancel.Operation) context.Context {
-	return ctx
-}
-func (p progressObserver) ObserveCancel(*cancel.Operation, *cancel.Error) {}
-func (p progressObserver) ObserveEnd(*cancel.Operation)                   {}
-
-func (p progressObserver) ObserveProgress(_ *cancel.Operation, pr cancel.Progress) {
-	s := p.s
+// forwardProgress sends a progress report of the operation to the client.
+func (s *Stream) forwardProgress(_ *cancel.Operation, pr cancel.Progress) {
 	data, err := json.Marshal(ProgressData{Message: pr.Message, Attrs: attrjson.Map(pr.Attrs)})
 	if err != nil {
 		data, _ = json.Marshal(ProgressData{Message: pr.Message})

@@ -142,7 +142,7 @@ func (cfg *config) accept(w http.ResponseWriter, r *http.Request) (*Conn, error)
 	c := &Conn{cfg: cfg}
 	opts := cfg.opOptions
 	if cfg.progress {
-		opts = append(opts[:len(opts):len(opts)], cancel.WithObserver(progressObserver{c}))
+		opts = append(opts[:len(opts):len(opts)], cancel.WithObserver(cancel.Hooks{OnProgress: c.forwardProgress}))
 	}
 	ctx, op := cancel.Start(r.Context(), name, opts...)
 	if op.Status() == cancel.StatusFailed { // an invalid cancel.Option

@@ -43,18 +43,9 @@ type ProgressMessage struct {
 	Attrs   map[string]any `json:"attrs,omitempty"`
 }
 
-// progressObserver forwards the progress reports of a connection's
-// operation to its peer.
-type progressObserver struct{ c *Conn }
-
-func (o progressObserver) ObserveStart(ctx context.Context, _ *cancel.Operation) context.Context {
-	return ctx
-}
-func (o progressObserver) ObserveCancel(*cancel.Operation, *cancel.Error) {}
-func (o progressObserver) ObserveEnd(*cancel.Operation)                   {}
-
-func (o progressObserver) ObserveProgress(_ *cancel.Operation, p cancel.Progress) {
-	c := o.c
+// forwardProgress sends a progress report of the connection's operation
+// to its peer.
+func (c *Conn) forwardProgress(_ *cancel.Operation, p cancel.Progress) {
 	if !c.open.Load() {
 		return // before the handshake
 	}
