@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,12 +150,24 @@ func newServer(ctx context.Context, cfg serverConfig) (*server, error) {
 	if err != nil {
 		return nil, errors.Join(err, tel.shutdown(ctx))
 	}
-	s.http.Handler = otelhttp.NewHandler(mw(s.routes(admin)), serviceName,
+	app := otelhttp.NewHandler(mw(s.routes()), serviceName,
 		otelhttp.WithTracerProvider(tel.tracerProvider),
 		otelhttp.WithMeterProvider(tel.prom.MeterProvider()),
 		otelhttp.WithPropagators(tel.propagator),
 		otelhttp.WithSpanNameFormatter(spanName),
 	)
+	// The operations admin is served in front of the middleware and the
+	// tracing: as operations of their own, its requests (the page
+	// refreshes every 2 s) would fill the history it shows. Behind your
+	// own authentication in a real service: it can cancel anything.
+	admin = http.StripPrefix("/admin", admin)
+	s.http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/admin/") {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		app.ServeHTTP(w, r)
+	})
 
 	// Every operation, in every package, reports to the observer.
 	s.prevObserver = cancel.DefaultObserver()
@@ -180,7 +193,7 @@ func spanName(_ string, r *http.Request) string {
 
 // routes is the ServeMux: its patterns name the request operations and
 // the spans.
-func (s *server) routes(admin http.Handler) *http.ServeMux {
+func (s *server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /work", s.work)
@@ -192,9 +205,6 @@ func (s *server) routes(admin http.Handler) *http.ServeMux {
 	mux.Handle("GET /events", httpcancel.Timeout(0, http.HandlerFunc(s.events)))
 	mux.Handle("GET /ws", httpcancel.Timeout(0, http.HandlerFunc(s.websocket)))
 	mux.HandleFunc("POST /jobs", s.startJob)
-	// Behind your own authentication in a real service: the admin can
-	// cancel anything.
-	mux.Handle("/admin/", http.StripPrefix("/admin", admin))
 	mux.Handle("GET /metrics", s.tel.prom.Handler())
 	mux.Handle("GET /debug/tracez", zpages.NewTracezHandler(s.tel.zpages))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
