@@ -464,8 +464,22 @@ func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
 		// response must not look whole. Abort the connection (HTTP/1) or
 		// reset the stream (HTTP/2). A body that has all of its
 		// Content-Length is whole, and goes out.
-		panic(http.ErrAbortHandler)
+		cut(ww)
 	}
+}
+
+// cut ends a response under way so that it cannot look whole. On HTTP/1
+// it hijacks the connection (which sends what was buffered) and closes it,
+// so that the handlers around the middleware return normally: otelhttp
+// records the request in its metrics only then. HTTP/2 has no hijacking:
+// the stream is reset by panicking with http.ErrAbortHandler, and otelhttp
+// records no metric for it.
+func cut(ww *writer) {
+	if conn, _, err := http.NewResponseController(ww.w).Hijack(); err == nil {
+		conn.Close()
+		return
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // answer writes the response of a cancelled request on the real writer,
@@ -531,7 +545,7 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 	}
 	if !wait { // the handler's goroutine ends op
 		if wrote && !hijacked && reason != cancel.ReasonDisconnect {
-			panic(http.ErrAbortHandler) // the stream is cut: see finish
+			cut(ww) // see finish
 		}
 		return
 	}
@@ -543,7 +557,7 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 	}
 	op.End(op.Err())
 	if wrote && !hijacked {
-		panic(http.ErrAbortHandler)
+		cut(ww)
 	}
 }
 

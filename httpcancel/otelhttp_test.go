@@ -376,3 +376,34 @@ func TestOtelhttpTimeoutHandlerStillRunning(t *testing.T) {
 	}
 	otCancelled(t, s, op, cancel.ReasonTimeout, http.StatusGatewayTimeout, true)
 }
+
+// TestOtelhttpCutStream: a stream cut at its timeout is still one request
+// in otelhttp's metrics, with the status it had begun with and error.type
+// the reason: on HTTP/1 the middleware cuts it by closing the hijacked
+// connection, so otelhttp's handler returns and records it. (HTTP/2 can
+// only reset the stream by panicking, which skips otelhttp's recording.)
+func TestOtelhttpCutStream(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first\n"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	s := newOtStack(t, mux, false, httpcancel.WithTimeout(20*time.Millisecond))
+	resp, err := s.ts.Client().Get(s.ts.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || string(body) != "first\n" {
+		t.Fatalf("read %q, %v; want the first line, then a cut", body, err)
+	}
+	op := s.done(t, "/stream")
+	if op.Reason() != cancel.ReasonTimeout {
+		t.Fatalf("reason %v, want timeout", op.Reason())
+	}
+	m := s.requestMetric(t)
+	otWantAttr(t, "http.server.request.duration", m.ToSlice(), otelcancel.KeyErrorType, attribute.StringValue("timeout"))
+	otWantAttr(t, "http.server.request.duration", m.ToSlice(), "http.response.status_code", attribute.IntValue(http.StatusOK))
+}

@@ -849,7 +849,6 @@ func (r *harnessReport) write(w io.Writer) {
 		fmt.Fprintf(w, " %s %d/%d;", k, r.statusesWant[k], r.statusesGot[k])
 	}
 	fmt.Fprintf(w, "\n\nKnown deviations (the expectations follow the library as it is):\n\n")
-	fmt.Fprintf(w, "- %d responses cut by httpcancel (streams cancelled after their headers: panic(http.ErrAbortHandler)) have no sample in otelhttp's request metrics: otelhttp records after its handler returns, and the panic skips that. cancel_operations_total and the spans have them.\n", r.cut)
 	if r.endCuts > 0 {
 		fmt.Fprintf(w, "- %d SSE streams ended (Stream.End, all events sent, both operations completed) but reached their client cut: net/http's last chunk, written when the handler returns, failed on the deadline End leaves (the write timeout plus 5 s: a very busy machine).\n", r.endCuts)
 	}

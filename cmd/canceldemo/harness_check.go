@@ -78,13 +78,14 @@ func (t *truth) req(name, outcome, reason string, status int) {
 }
 
 // reqCut expects the operation of an HTTP request whose response
-// httpcancel cut (panic(http.ErrAbortHandler): a stream cancelled by a
-// timeout, the shutdown or an operator). otelhttp records no request
-// metric for it (it records after its handler returns, and a panic skips
-// that): a known issue, counted apart.
+// httpcancel cut (a stream cancelled by a timeout, the shutdown or an
+// operator after its 200 went out): over HTTP/1 the middleware closes the
+// hijacked connection, so otelhttp still records the request, with its 200
+// and error.type the reason.
 func (t *truth) reqCut(name, outcome, reason string) {
 	t.mu.Lock()
 	t.ops[opKey{name, outcome, reason}]++
+	t.statuses[statusKey(200, reason)]++
 	t.cut++
 	t.mu.Unlock()
 }
