@@ -4,21 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cancelable-go/cancelable/internal/scaletest"
 )
 
 // The clients of BenchmarkSSEScale run in a child process (this test
@@ -68,7 +65,7 @@ const (
 //
 //	go test -run '^$' -bench '^BenchmarkSSEScale$' -benchtime 1x -count 3 ./sse/
 func BenchmarkSSEScale(b *testing.B) {
-	raiseNoFile(b, scaleStreams+1000)
+	scaletest.RaiseNoFile(b, scaleStreams+1000)
 	b.Run("raw", func(b *testing.B) {
 		sseScale(b, func(active *atomic.Int64) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
@@ -118,30 +115,30 @@ func sseScale(b *testing.B, handler func(*atomic.Int64) http.HandlerFunc) {
 	for b.Loop() {
 		var active atomic.Int64
 		ts := httptest.NewServer(handler(&active))
-		h0, s0, g0 := scaleMem()
+		h0, s0, g0 := scaletest.Mem()
 
-		child := startScaleChild(b, ts.URL, scaleStreams)
-		waitFor(b, "every stream to start", func() bool { return active.Load() == scaleStreams })
-		c0 := cpuTime(b)
-		n0 := child.count(b)
+		child := scaletest.StartChild(b, scaleChildEnv+"="+ts.URL, scaleChildN+"="+strconv.Itoa(scaleStreams))
+		scaletest.WaitFor(b, "every stream to start", func() bool { return active.Load() == scaleStreams })
+		c0 := scaletest.CPUTime(b)
+		n0 := child.Count(b)
 		t0 := time.Now()
 		time.Sleep(scaleHold)
-		beats = append(beats, float64(child.count(b)-n0)/scaleStreams)
-		cpu = append(cpu, 100*float64(cpuTime(b)-c0)/float64(time.Since(t0)))
-		h1, s1, g1 := scaleMem()
+		beats = append(beats, float64(child.Count(b)-n0)/scaleStreams)
+		cpu = append(cpu, 100*float64(scaletest.CPUTime(b)-c0)/float64(time.Since(t0)))
+		h1, s1, g1 := scaletest.Mem()
 		heap = append(heap, float64(h1-h0)/scaleStreams)
 		stack = append(stack, float64(s1-s0)/scaleStreams)
 		gs = append(gs, float64(g1-g0)/scaleStreams)
 
-		child.stop(b)
-		waitFor(b, "every stream to end", func() bool { return active.Load() == 0 })
+		child.Stop(b)
+		scaletest.WaitFor(b, "every stream to end", func() bool { return active.Load() == 0 })
 		ts.Close()
 	}
-	b.ReportMetric(scaleMedian(heap), "heap-B/conn")
-	b.ReportMetric(scaleMedian(stack), "stack-B/conn")
-	b.ReportMetric(scaleMedian(gs), "goroutines/conn")
-	b.ReportMetric(scaleMedian(cpu), "idle-cpu-%")
-	b.ReportMetric(scaleMedian(beats), "beats/conn")
+	b.ReportMetric(scaletest.Median(heap), "heap-B/conn")
+	b.ReportMetric(scaletest.Median(stack), "stack-B/conn")
+	b.ReportMetric(scaletest.Median(gs), "goroutines/conn")
+	b.ReportMetric(scaletest.Median(cpu), "idle-cpu-%")
+	b.ReportMetric(scaletest.Median(beats), "beats/conn")
 }
 
 // sseScaleClients is the child process: it opens n streams at url over
@@ -209,127 +206,4 @@ func sseScaleClients(url string, n int) int {
 	}
 	readers.Wait()
 	return 0
-}
-
-// scaleChild is a running client process.
-type scaleChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
-
-// startScaleChild starts the clients' process and waits until all n
-// connections are open.
-func startScaleChild(b *testing.B, url string, n int) *scaleChild {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), scaleChildEnv+"="+url, scaleChildN+"="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	c := &scaleChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	if !c.out.Scan() || c.out.Text() != "ready" {
-		stdin.Close()
-		cmd.Wait()
-		b.Fatalf("client process: %q, want ready", c.out.Text())
-	}
-	return c
-}
-
-// stop has the child close its connections and waits for it to exit.
-func (c *scaleChild) stop(b *testing.B) {
-	b.Helper()
-	c.stdin.Close()
-	for c.out.Scan() { // until the child exits
-	}
-	if err := c.cmd.Wait(); err != nil {
-		b.Fatalf("client process: %v", err)
-	}
-}
-
-// count returns how many heartbeats the child's connections received so far.
-func (c *scaleChild) count(b *testing.B) int64 {
-	b.Helper()
-	if _, err := io.WriteString(c.stdin, "count\n"); err != nil {
-		b.Fatal(err)
-	}
-	if !c.out.Scan() {
-		b.Fatal("client process: no count")
-	}
-	n, err := strconv.ParseInt(c.out.Text(), 10, 64)
-	if err != nil {
-		b.Fatalf("client process: %v", err)
-	}
-	return n
-}
-
-// raiseNoFile raises the soft limit of open files to at least n, or skips
-// the benchmark when the hard limit is lower.
-func raiseNoFile(b *testing.B, n uint64) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		b.Fatal(err)
-	}
-	if l.Cur >= n {
-		return
-	}
-	if l.Max < n {
-		b.Skipf("needs %d open files; the hard limit is %d", n, l.Max)
-	}
-	l.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		b.Skipf("needs %d open files: %v", n, err)
-	}
-}
-
-// waitFor waits up to a minute for cond.
-func waitFor(b *testing.B, what string, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// scaleMem returns the live heap, the goroutine stacks in use and the
-// number of goroutines, after a full collection.
-func scaleMem() (heap, stack, goroutines int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc), int64(m.StackInuse), int64(runtime.NumGoroutine())
-}
-
-// cpuTime returns the CPU time the process has used so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func scaleMedian(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

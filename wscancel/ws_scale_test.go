@@ -4,20 +4,17 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cancelable-go/cancelable/internal/scaletest"
 
 	"github.com/coder/websocket"
 
@@ -75,7 +72,7 @@ const (
 //
 //	go test -run '^$' -bench '^BenchmarkWSScale$' -benchtime 1x -count 3 ./wscancel/
 func BenchmarkWSScale(b *testing.B) {
-	wsRaiseNoFile(b, wsScaleConns+1000)
+	scaletest.RaiseNoFile(b, wsScaleConns+1000)
 	b.Run("raw", func(b *testing.B) {
 		wsScale(b, func(active *atomic.Int64) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,30 +119,30 @@ func wsScale(b *testing.B, handler func(*atomic.Int64) http.Handler) {
 	for b.Loop() {
 		var active atomic.Int64
 		ts := httptest.NewServer(handler(&active))
-		h0, s0, g0 := wsScaleMem()
+		h0, s0, g0 := scaletest.Mem()
 
-		child := wsStartChild(b, "ws"+strings.TrimPrefix(ts.URL, "http"), wsScaleConns)
-		wsWaitFor(b, "every connection to start", func() bool { return active.Load() == wsScaleConns })
-		c0 := wsCPUTime(b)
-		n0 := child.count(b)
+		child := scaletest.StartChild(b, wsScaleChildEnv+"=ws"+strings.TrimPrefix(ts.URL, "http"), wsScaleChildN+"="+strconv.Itoa(wsScaleConns))
+		scaletest.WaitFor(b, "every connection to start", func() bool { return active.Load() == wsScaleConns })
+		c0 := scaletest.CPUTime(b)
+		n0 := child.Count(b)
 		t0 := time.Now()
 		time.Sleep(wsScaleHold)
-		pings = append(pings, float64(child.count(b)-n0)/wsScaleConns)
-		cpu = append(cpu, 100*float64(wsCPUTime(b)-c0)/float64(time.Since(t0)))
-		h1, s1, g1 := wsScaleMem()
+		pings = append(pings, float64(child.Count(b)-n0)/wsScaleConns)
+		cpu = append(cpu, 100*float64(scaletest.CPUTime(b)-c0)/float64(time.Since(t0)))
+		h1, s1, g1 := scaletest.Mem()
 		heap = append(heap, float64(h1-h0)/wsScaleConns)
 		stack = append(stack, float64(s1-s0)/wsScaleConns)
 		gs = append(gs, float64(g1-g0)/wsScaleConns)
 
-		child.stop(b)
-		wsWaitFor(b, "every connection to end", func() bool { return active.Load() == 0 })
+		child.Stop(b)
+		scaletest.WaitFor(b, "every connection to end", func() bool { return active.Load() == 0 })
 		ts.Close()
 	}
-	b.ReportMetric(wsMedian(heap), "heap-B/conn")
-	b.ReportMetric(wsMedian(stack), "stack-B/conn")
-	b.ReportMetric(wsMedian(gs), "goroutines/conn")
-	b.ReportMetric(wsMedian(cpu), "idle-cpu-%")
-	b.ReportMetric(wsMedian(pings), "pings/conn")
+	b.ReportMetric(scaletest.Median(heap), "heap-B/conn")
+	b.ReportMetric(scaletest.Median(stack), "stack-B/conn")
+	b.ReportMetric(scaletest.Median(gs), "goroutines/conn")
+	b.ReportMetric(scaletest.Median(cpu), "idle-cpu-%")
+	b.ReportMetric(scaletest.Median(pings), "pings/conn")
 }
 
 // wsScaleClients is the child process: it opens n websocket connections
@@ -209,127 +206,4 @@ func wsScaleClients(url string, n int) int {
 	closes.Wait()
 	readers.Wait()
 	return 0
-}
-
-// wsChild is a running client process.
-type wsChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
-
-// wsStartChild starts the clients' process and waits until all n
-// connections are open.
-func wsStartChild(b *testing.B, url string, n int) *wsChild {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), wsScaleChildEnv+"="+url, wsScaleChildN+"="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	c := &wsChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	if !c.out.Scan() || c.out.Text() != "ready" {
-		stdin.Close()
-		cmd.Wait()
-		b.Fatalf("client process: %q, want ready", c.out.Text())
-	}
-	return c
-}
-
-// stop has the child close its connections and waits for it to exit.
-func (c *wsChild) stop(b *testing.B) {
-	b.Helper()
-	c.stdin.Close()
-	for c.out.Scan() { // until the child exits
-	}
-	if err := c.cmd.Wait(); err != nil {
-		b.Fatalf("client process: %v", err)
-	}
-}
-
-// count returns how many pings the child's connections received so far.
-func (c *wsChild) count(b *testing.B) int64 {
-	b.Helper()
-	if _, err := io.WriteString(c.stdin, "count\n"); err != nil {
-		b.Fatal(err)
-	}
-	if !c.out.Scan() {
-		b.Fatal("client process: no count")
-	}
-	n, err := strconv.ParseInt(c.out.Text(), 10, 64)
-	if err != nil {
-		b.Fatalf("client process: %v", err)
-	}
-	return n
-}
-
-// wsRaiseNoFile raises the soft limit of open files to at least n, or
-// skips the benchmark when the hard limit is lower.
-func wsRaiseNoFile(b *testing.B, n uint64) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		b.Fatal(err)
-	}
-	if l.Cur >= n {
-		return
-	}
-	if l.Max < n {
-		b.Skipf("needs %d open files; the hard limit is %d", n, l.Max)
-	}
-	l.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		b.Skipf("needs %d open files: %v", n, err)
-	}
-}
-
-// wsWaitFor waits up to a minute for cond.
-func wsWaitFor(b *testing.B, what string, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// wsScaleMem returns the live heap, the goroutine stacks in use and the
-// number of goroutines, after a full collection.
-func wsScaleMem() (heap, stack, goroutines int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc), int64(m.StackInuse), int64(runtime.NumGoroutine())
-}
-
-// wsCPUTime returns the CPU time the process has used so far.
-func wsCPUTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func wsMedian(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

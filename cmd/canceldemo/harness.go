@@ -516,23 +516,7 @@ func (h *harness) live(name string) int {
 // started, it calls shutdown, and waits for all of them.
 func (h *harness) mixed(ctx context.Context, shutdown func()) {
 	rng := rand.New(rand.NewPCG(h.cfg.seed, h.cfg.seed^0x9e3779b97f4a7c15))
-	total := 0
-	for _, sc := range harnessScenarios {
-		total += sc.weight
-	}
-	pick := func(i int) harnessScenario {
-		if i < len(harnessScenarios) {
-			return harnessScenarios[i]
-		}
-		n := rng.IntN(total)
-		for _, sc := range harnessScenarios {
-			if n < sc.weight {
-				return sc
-			}
-			n -= sc.weight
-		}
-		panic("unreachable")
-	}
+	pick := picker(rng, harnessScenarios, func(sc harnessScenario) int { return sc.weight })
 	slots := make(chan struct{}, h.cfg.concurrency)
 	var wg sync.WaitGroup
 	for i := range h.cfg.n {

@@ -253,6 +253,8 @@ type expoSample struct {
 	value  float64
 }
 
+func (m expoSample) String() string { return fmt.Sprintf("%s%v", m.name, m.labels) }
+
 // parseExposition reads the Prometheus text format (no exemplars).
 func parseExposition(text string) ([]expoSample, error) {
 	var out []expoSample

@@ -226,23 +226,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*loadReport, error) {
 	}()
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-	total := 0
-	for _, sc := range scenarios {
-		total += sc.weight
-	}
-	pick := func(i int) scenario {
-		if i < len(scenarios) {
-			return scenarios[i]
-		}
-		n := rng.IntN(total)
-		for _, sc := range scenarios {
-			if n < sc.weight {
-				return sc
-			}
-			n -= sc.weight
-		}
-		panic("unreachable")
-	}
+	pick := picker(rng, scenarios, func(sc scenario) int { return sc.weight })
 
 	slots := make(chan struct{}, cfg.Concurrency)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -366,5 +350,27 @@ func fmtLatency(d time.Duration) string {
 		return d.Round(10 * time.Millisecond).String()
 	default:
 		return d.Round(100 * time.Microsecond).String()
+	}
+}
+
+// picker returns the i-th client's item: each item once, in order, then
+// items picked at random, in proportion to their weight.
+func picker[T any](rng *rand.Rand, items []T, weight func(T) int) func(i int) T {
+	total := 0
+	for _, it := range items {
+		total += weight(it)
+	}
+	return func(i int) T {
+		if i < len(items) {
+			return items[i]
+		}
+		n := rng.IntN(total)
+		for _, it := range items {
+			if n < weight(it) {
+				return it
+			}
+			n -= weight(it)
+		}
+		panic("unreachable")
 	}
 }

@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -287,74 +285,11 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-// A sample is one line of the Prometheus text exposition.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
+// sample and parseMetrics are the harness's reader of the Prometheus text
+// exposition (harness_check.go), under the names these tests use.
+type sample = expoSample
 
-func (m sample) String() string { return fmt.Sprintf("%s%v", m.name, m.labels) }
-
-// parseMetrics reads the Prometheus text format: enough of it for these
-// tests (no exemplars, which only OpenMetrics carries).
-func parseMetrics(text string) ([]sample, error) {
-	var out []sample
-	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		m := sample{labels: map[string]string{}}
-		i := strings.IndexAny(line, "{ ")
-		if i < 0 {
-			return nil, fmt.Errorf("no value: %q", line)
-		}
-		m.name, line = line[:i], line[i:]
-		if line[0] == '{' {
-			line = line[1:]
-			for {
-				line = strings.TrimLeft(line, ", ")
-				if strings.HasPrefix(line, "}") {
-					line = line[1:]
-					break
-				}
-				k, rest, ok := strings.Cut(line, `="`)
-				if !ok {
-					return nil, fmt.Errorf("bad labels in %q", line)
-				}
-				var v strings.Builder
-				j := 0
-				for ; j < len(rest) && rest[j] != '"'; j++ {
-					if rest[j] == '\\' && j+1 < len(rest) {
-						j++
-						if rest[j] == 'n' {
-							v.WriteByte('\n')
-							continue
-						}
-					}
-					v.WriteByte(rest[j])
-				}
-				if j == len(rest) {
-					return nil, fmt.Errorf("unterminated label value in %q", line)
-				}
-				m.labels[k] = v.String()
-				line = rest[j+1:]
-			}
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("no value for %s", m.name)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("value of %s: %v", m.name, err)
-		}
-		m.value = v
-		out = append(out, m)
-	}
-	return out, nil
-}
+func parseMetrics(text string) ([]sample, error) { return parseExposition(text) }
 
 func TestParseMetrics(t *testing.T) {
 	ms, err := parseMetrics("# HELP x y\nx_total{a=\"1\",b=\"q\\\"\\\\\\n\"} 3\ny 2.5 1700000000\n")
