@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -318,20 +319,29 @@ var knownMethods = map[string]bool{
 }
 
 // route names the request and finds the Timeout of its route, if the
-// middleware can see it.
-func (h *handler) route(r *http.Request) (name string, rt *routeTimeout) {
-	routed := h.next
+// middleware can see it, and the handler to serve it with: the route's
+// own when the ServeMux's lookup can stand for its ServeHTTP, else next.
+func (h *handler) route(r *http.Request) (name string, rt *routeTimeout, serve http.Handler) {
+	routed, serve := h.next, h.next
 	pattern := r.Pattern
 	if mux, ok := routed.(*http.ServeMux); ok {
-		// The mux routes the request again when it serves it: the name is
-		// needed before, and Handler does not set the path values that
-		// ServeHTTP does, so the lookup cannot be reused.
 		routed, pattern = mux.Handler(r)
-		if r.Pattern == "" {
+		if reflect.TypeOf(routed) == redirectType {
+			// The mux's own redirect, to the route's path with a slash
+			// or cleaned, or to a raw path for CONNECT: not the route.
+			pattern = ""
+		} else if r.Pattern == "" {
 			// The mux will set the pattern on our copy of the request only:
 			// set it on the one the outer handlers (otelhttp) hold, as the
 			// mux does, so that they learn the route too.
 			r.Pattern = pattern
+		}
+		// Serving the mux would look the route up again. The lookup stands
+		// for it when the route has no wildcards and the request has its
+		// pattern already: ServeHTTP would only set the pattern (path
+		// values it cannot: Handler does not give them).
+		if pattern != "" && r.Pattern == pattern && !strings.Contains(pattern, "{") && r.RequestURI != "*" {
+			serve = routed
 		}
 	}
 	rt, _ = routed.(*routeTimeout)
@@ -345,8 +355,11 @@ func (h *handler) route(r *http.Request) (name string, rt *routeTimeout) {
 	default:
 		name = "_OTHER"
 	}
-	return name, rt
+	return name, rt, serve
 }
+
+// redirectType is the type of the handlers of http.RedirectHandler.
+var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r, nil) }
 
@@ -357,7 +370,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	name, found := h.route(r)
+	name, found, next := h.route(r)
 	if rt == nil {
 		rt = found
 	}
@@ -394,7 +407,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		opts = append(opts, cancel.WithToken(h.cfg.drain.tok))
 	}
 	opts = append(opts, h.cfg.opOptions...)
-	ww := &writer{w: w, route: rt}
+	ww := &writer{w: w, route: rt, next: next}
 	ww.served = servedContext{r.Context(), ww}
 	// The request's context is the operation's parent; requestGone says
 	// what its end means, so that the cause is a *cancel.Error with the
@@ -435,7 +448,7 @@ func (h *handler) serveInline(ww *writer, r *http.Request) {
 		ww.op.End(panicError(p))
 		panic(p)
 	}()
-	h.next.ServeHTTP(ww, r)
+	ww.next.ServeHTTP(ww, r)
 	returned = true
 	h.finish(ww, r, ww.op.Err() != nil)
 }
@@ -599,7 +612,7 @@ func (h *handler) run(ww *writer, r *http.Request, done chan<- any) {
 		}
 		op.End(op.Err())
 	}()
-	h.next.ServeHTTP(ww, r)
+	ww.next.ServeHTTP(ww, r)
 	normal = true
 }
 

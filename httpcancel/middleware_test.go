@@ -287,6 +287,92 @@ func TestNameFromMuxPattern(t *testing.T) {
 	}
 }
 
+// A ServeMux answers some requests with a redirect of its own (to the
+// path with a trailing slash, or to the cleaned path), telling the
+// redirect's target path as its pattern: a raw path, which must not name
+// the operation nor reach the outer handlers' r.Pattern.
+func TestNameOfMuxRedirect(t *testing.T) {
+	e := newEnds()
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, r *http.Request) {}
+	mux.HandleFunc("GET /dirs/{name}/", ok)
+	mux.HandleFunc("GET /items/{id}", ok)
+	patterns := make(chan string, 1)
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Middleware(e.option())(mux).ServeHTTP(w, r)
+		patterns <- r.Pattern
+	})
+	ts := serve(t, outer)
+	client := ts.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	for _, path := range []string{"/dirs/abc", "/dirs/x-1", "/items//42"} {
+		resp, err := client.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 3 {
+			t.Fatalf("GET %s: status %d, want the mux's redirect", path, resp.StatusCode)
+		}
+		op := e.next(t)
+		if op.Name() != "GET" {
+			t.Errorf("GET %s (redirected): operation named %q, want %q", path, op.Name(), "GET")
+		}
+		if p := wait(t, patterns, "the outer handler"); p != "" {
+			t.Errorf("GET %s (redirected): the outer handler's r.Pattern is %q, want none", path, p)
+		}
+	}
+}
+
+// The middleware serves a route without wildcards from its own lookup of
+// the ServeMux rather than through the mux again: the handler must see the
+// request as the mux would have given it, and the rest (path values, 404,
+// 405, nested muxes) must still go through the mux.
+func TestServedAsTheMuxWould(t *testing.T) {
+	type seen struct{ pattern, id string }
+	got := make(chan seen, 1)
+	record := func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Pattern, r.PathValue("id")}
+	}
+	inner := http.NewServeMux()
+	inner.HandleFunc("GET /api/v1/ping", record)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /plain", record)
+	mux.HandleFunc("GET /items/{id}", record)
+	mux.Handle("GET /timed", Timeout(time.Minute, http.HandlerFunc(record)))
+	mux.Handle("/api/", Middleware()(inner))
+	ts := serve(t, Middleware()(mux))
+
+	for _, c := range []struct {
+		path   string
+		status int
+		want   seen
+	}{
+		{"/plain", 200, seen{pattern: "GET /plain"}},
+		{"/items/42", 200, seen{"GET /items/{id}", "42"}},
+		{"/timed", 200, seen{pattern: "GET /timed"}},
+		{"/api/v1/ping", 200, seen{pattern: "GET /api/v1/ping"}},
+		{"/nowhere", 404, seen{}},
+	} {
+		resp, _ := get(t, ts, "GET", c.path)
+		if resp.StatusCode != c.status {
+			t.Errorf("GET %s: status %d, want %d", c.path, resp.StatusCode, c.status)
+			continue
+		}
+		if c.status != 200 {
+			continue
+		}
+		if s := wait(t, got, "the handler"); s != c.want {
+			t.Errorf("GET %s: the handler saw pattern %q, path value id %q; want %q, %q",
+				c.path, s.pattern, s.id, c.want.pattern, c.want.id)
+		}
+	}
+	if resp, _ := get(t, ts, "POST", "/plain"); resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" {
+		t.Errorf("POST /plain: status %d, Allow %q; want 405 with Allow", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
 func TestNamePerRoute(t *testing.T) {
 	e := newEnds()
 	mw := Middleware(e.option())

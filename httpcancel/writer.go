@@ -22,6 +22,7 @@ type writer struct {
 	w     http.ResponseWriter
 	op    *cancel.Operation
 	route *routeTimeout // the route Timeout the middleware applied, if any
+	next  http.Handler  // what serves the request: the middleware's next, or its route
 	// outer is the header map as the middleware got it (nil if empty),
 	// taken when the handler first asks for the header map (asking marks
 	// net/http's response, which then copies its header map): the answer
