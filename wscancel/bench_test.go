@@ -18,7 +18,7 @@ import (
 // BenchmarkWS measures one echo over loopback: the client writes a
 // 128-byte message, the server echoes it, the client reads it. raw is
 // coder/websocket alone on the server; wscancel is the same handler with
-// the wrapper (an operation, its reader and keeper goroutines, an
+// the wrapper (an operation, its reader goroutine and timers, an
 // EventObserver counting the messages). interleaved alternates the two in
 // batches of 50 echoes and reports the median of the batches' ratios: on a
 // busy machine, where two benchmarks run one after the other see

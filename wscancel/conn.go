@@ -84,12 +84,25 @@ type Conn struct {
 	readErr    atomic.Pointer[error] // why reading stopped: set before the operation is cancelled
 	readerDone chan struct{}
 
-	stop       chan struct{} // closed by End: the helpers stop
-	endReq     chan error    // End asks the keeper to close
-	keeperDone chan struct{}
-	ping       chan struct{}
-	pingerDone chan struct{}
-	lifetime   *time.Timer
+	stop     chan struct{} // closed by End: the reader stops
+	lifetime *time.Timer
+
+	// Closing: the first of the operation's cancellation (unwatch's
+	// function) and End closes the connection; both wait for closeDone.
+	closeOnce sync.Once
+	closeDone chan struct{}
+	unwatch   func() bool
+
+	// The idle timeout and the heartbeat are looked after by checks, a
+	// timer, and each ping is sent by a goroutine of its own while it
+	// waits for its pong: an idle connection keeps no goroutine but its
+	// reader (and its handler's).
+	checkMu       sync.Mutex
+	checks        *time.Timer
+	checksStopped bool  // End stopped checks for good
+	nextPing      int64 // since start: when the next ping is due
+	pinging       atomic.Bool
+	pings         sync.WaitGroup
 
 	lastIn   atomic.Int64 // since start: the last thing heard from the peer
 	lastData atomic.Int64 // since start: the last data message either way
@@ -184,23 +197,21 @@ func (cfg *config) accept(w http.ResponseWriter, r *http.Request) (*Conn, error)
 	c.dead = make(chan struct{})
 	c.readerDone = make(chan struct{})
 	c.stop = make(chan struct{})
-	c.endReq = make(chan error, 1)
-	c.keeperDone = make(chan struct{})
+	c.closeDone = make(chan struct{})
 
 	op.Event("ws.open", slog.String("ws.subprotocol", ws.Subprotocol()))
 	c.open.Store(true)
-	if cfg.pingEvery > 0 {
-		c.ping = make(chan struct{}, 1)
-		c.pingerDone = make(chan struct{})
-		go c.pinger()
-	}
 	if cfg.lifetime > 0 {
 		c.lifetime = time.AfterFunc(cfg.lifetime, func() {
 			op.Cancel(cancel.ReasonTimeout, "connection reached its maximum lifetime of "+cfg.lifetime.String())
 		})
 	}
+	if c.track {
+		c.nextPing = int64(cfg.pingEvery)
+		c.checks = time.AfterFunc(time.Duration(c.nextCheck(0)), c.check)
+	}
+	c.unwatch = context.AfterFunc(ctx, func() { c.close(c.closeCancelled) })
 	go c.reader()
-	go c.keeper()
 	return c, nil
 }
 
@@ -456,8 +467,16 @@ func (c *Conn) failed(what string, err error) error {
 // the first return what the first did.
 func (c *Conn) End(err error) error {
 	c.endOnce.Do(func() {
-		c.endReq <- err
-		<-c.keeperDone
+		if c.unwatch() { // not cancelled: End closes
+			c.close(func() { c.closeEnded(err) })
+		}
+		<-c.closeDone
+		if c.checks != nil {
+			c.checkMu.Lock()
+			c.checksStopped = true // and no ping starts
+			c.checks.Stop()
+			c.checkMu.Unlock()
+		}
 		close(c.stop)
 		c.bgMu.Lock()
 		c.bgStopped = true
@@ -466,9 +485,7 @@ func (c *Conn) End(err error) error {
 		c.bgMu.Unlock()
 		<-c.readerDone
 		c.readFailed(errEnded) // a Read from now on fails at once
-		if c.pingerDone != nil {
-			<-c.pingerDone
-		}
+		c.pings.Wait()         // the connection is closed: a ping under way has returned or soon will
 		if c.lifetime != nil {
 			c.lifetime.Stop()
 		}
@@ -598,65 +615,54 @@ func transportFailure(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
 
-// keeper closes the connection when the operation is cancelled or End is
-// called, and watches the idle timeout and the heartbeat.
-func (c *Conn) keeper() {
-	defer close(c.keeperDone)
-	cfg := c.cfg
-	var tick <-chan time.Time
-	nextPing := int64(cfg.pingEvery)
-	if c.track {
-		t := time.NewTimer(time.Duration(c.nextCheck(0, nextPing)))
-		defer t.Stop()
-		tick = t.C
-		for {
-			select {
-			case <-c.op.Done():
-				c.closeCancelled()
-				return
-			case err := <-c.endReq:
-				c.closeEnded(err)
-				return
-			case <-tick:
-			}
-			now := c.now()
-			if cfg.idle > 0 && now-c.lastData.Load() >= int64(cfg.idle) {
-				c.op.Cancel(cancel.ReasonTimeout, "idle for "+cfg.idle.String()+": no message either way")
-				tick = nil
-				continue
-			}
-			if cfg.pingEvery > 0 {
-				if c.reading.Load() == 0 {
-					// Nobody listens (the handler holds a message, or is
-					// between two Reads): the peer cannot be heard.
-					c.lastIn.Store(now)
-				}
-				if now-c.lastIn.Load() >= int64(cfg.pingLimit) {
-					c.op.Cancel(cancel.ReasonDisconnect, "peer silent for "+cfg.pingLimit.String()+": pings unanswered")
-					tick = nil
-					continue
-				}
-				if now >= nextPing {
-					select {
-					case c.ping <- struct{}{}:
-					default: // the last ping is still waiting for its pong
-					}
-					nextPing = now + int64(cfg.pingEvery)
-				}
-			}
-			t.Reset(time.Duration(c.nextCheck(now, nextPing) - now))
-		}
-	}
-	select {
-	case <-c.op.Done():
-		c.closeCancelled()
-	case err := <-c.endReq:
-		c.closeEnded(err)
-	}
+// close closes the connection with f, unless it is closed or being
+// closed already, and then marks it closed.
+func (c *Conn) close(f func()) {
+	c.closeOnce.Do(func() {
+		f()
+		close(c.closeDone)
+	})
 }
 
-// nextCheck returns when the keeper must look again.
-func (c *Conn) nextCheck(now, nextPing int64) int64 {
+// check, when checks fires, cancels a connection idle too long or whose
+// peer stopped answering pings, starts the pings that are due, and sets
+// checks to fire at the next time one of these may be due.
+func (c *Conn) check() {
+	c.checkMu.Lock()
+	defer c.checkMu.Unlock()
+	if c.checksStopped || c.op.Err() != nil {
+		return // closing: nothing more to watch
+	}
+	cfg := c.cfg
+	now := c.now()
+	if cfg.idle > 0 && now-c.lastData.Load() >= int64(cfg.idle) {
+		c.op.Cancel(cancel.ReasonTimeout, "idle for "+cfg.idle.String()+": no message either way")
+		return
+	}
+	if cfg.pingEvery > 0 {
+		if c.reading.Load() == 0 {
+			// Nobody listens (the handler holds a message, or is
+			// between two Reads): the peer cannot be heard.
+			c.lastIn.Store(now)
+		}
+		if now-c.lastIn.Load() >= int64(cfg.pingLimit) {
+			c.op.Cancel(cancel.ReasonDisconnect, "peer silent for "+cfg.pingLimit.String()+": pings unanswered")
+			return
+		}
+		if now >= c.nextPing {
+			// The last ping still waiting for its pong is enough.
+			if c.pinging.CompareAndSwap(false, true) {
+				c.pings.Add(1)
+				go c.sendPing()
+			}
+			c.nextPing = now + int64(cfg.pingEvery)
+		}
+	}
+	c.checks.Reset(time.Duration(c.nextCheck(now) - now))
+}
+
+// nextCheck returns when check must look again.
+func (c *Conn) nextCheck(now int64) int64 {
 	next := int64(-1)
 	earliest := func(t int64) {
 		if next < 0 || t < next {
@@ -668,28 +674,21 @@ func (c *Conn) nextCheck(now, nextPing int64) int64 {
 	}
 	if c.cfg.pingEvery > 0 {
 		earliest(c.lastIn.Load() + int64(c.cfg.pingLimit))
-		earliest(nextPing)
+		earliest(c.nextPing)
 	}
 	return max(next, now+1)
 }
 
-// pinger sends the pings the keeper asks for.
-func (c *Conn) pinger() {
-	defer close(c.pingerDone)
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-c.ping:
-		}
-		// A ping is not a close: if its write is stuck past the interval,
-		// coder/websocket drops the connection, and the peer was not
-		// reading anyway.
-		// Pongs are seen by OnPongReceived, whenever they are read.
-		ctx, cancelPing := context.WithTimeout(context.Background(), c.cfg.pingEvery)
-		c.ws.Ping(ctx)
-		cancelPing()
-	}
+// sendPing sends a ping and waits for its pong (seen by OnPongReceived,
+// whenever it is read), or for the ping interval to pass. A ping is not a
+// close: if its write is stuck past the interval, coder/websocket drops
+// the connection, and the peer was not reading anyway.
+func (c *Conn) sendPing() {
+	defer c.pings.Done()
+	ctx, cancelPing := context.WithTimeout(context.Background(), c.cfg.pingEvery)
+	c.ws.Ping(ctx)
+	cancelPing()
+	c.pinging.Store(false)
 }
 
 // closeCancelled closes the connection of a cancelled operation, with the
