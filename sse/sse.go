@@ -44,8 +44,12 @@ type Stream struct {
 
 	stopWatch func() bool   // stops the cancellation watcher
 	watchDone chan struct{} // closed when the watcher has run
-	quit      chan struct{} // closed by End to stop the heartbeat
-	hbDone    chan struct{} // closed when the heartbeat has stopped
+
+	// Heartbeats are written by beats, a timer: a silent stream keeps no
+	// goroutine of its own.
+	beatMu       sync.Mutex // held while a heartbeat is written
+	beats        *time.Timer
+	beatsStopped bool // End stopped beats for good
 
 	endOnce sync.Once
 	endErr  error
@@ -184,8 +188,9 @@ func New(w http.ResponseWriter, r *http.Request, opts ...Option) (*Stream, error
 		s.finish()
 	})
 	if s.heartbeat > 0 {
-		s.quit, s.hbDone = make(chan struct{}), make(chan struct{})
-		go s.beat()
+		s.beatMu.Lock() // beat may come before beats is set
+		s.beats = time.AfterFunc(s.heartbeat, s.beat)
+		s.beatMu.Unlock()
 	}
 	return s, nil
 }
@@ -329,9 +334,11 @@ func (s *Stream) End(err error) error {
 }
 
 func (s *Stream) end(err error) error {
-	if s.quit != nil {
-		close(s.quit)
-		<-s.hbDone
+	if s.beats != nil {
+		s.beatMu.Lock() // a heartbeat under way ends first
+		s.beatsStopped = true
+		s.beats.Stop()
+		s.beatMu.Unlock()
 	}
 	if s.stopWatch() {
 		s.finish() // a cancellation that came just now is written here
@@ -528,38 +535,33 @@ func appendCancelled(b []byte, r cancel.Reason) []byte {
 	return appendEvent(b, &Event{Type: "cancelled", Data: string(data)})
 }
 
-// beat writes heartbeats while the stream is silent.
+// beat, when beats fires, writes a heartbeat if the stream has been
+// silent for the heartbeat interval, and sets beats to fire when it next
+// may be.
 func (s *Stream) beat() {
-	defer close(s.hbDone)
-	t := time.NewTimer(s.heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		next := s.heartbeat
-		s.mu.Lock()
-		if s.writableLocked() != nil {
-			s.mu.Unlock()
-			return
-		}
-		var err error
-		if idle := time.Since(s.last); idle < s.heartbeat {
-			next = s.heartbeat - idle
-		} else {
-			err = s.writeLocked(heartbeat)
-		}
-		s.mu.Unlock()
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		t.Reset(next)
+	s.beatMu.Lock()
+	defer s.beatMu.Unlock()
+	if s.beatsStopped {
+		return
 	}
+	next := s.heartbeat
+	s.mu.Lock()
+	if s.writableLocked() != nil {
+		s.mu.Unlock()
+		return // cancelled or failed: no more heartbeats
+	}
+	var err error
+	if idle := time.Since(s.last); idle < s.heartbeat {
+		next = s.heartbeat - idle
+	} else {
+		err = s.writeLocked(heartbeat)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	s.beats.Reset(next)
 }
 
 var heartbeat = []byte(": heartbeat\n")
