@@ -193,8 +193,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // connection is closed, or the HTTP/2 stream reset), so that half a
 // response never looks whole, once the handler has returned or its grace
 // has passed (WithStreamGrace: time for a stream to tell its client why it
-// ends). A handler that answers by itself once its
-// context ends keeps its answer. Nothing is buffered: Flush, Hijack and
+// ends). A response that declared its Content-Length and wrote all of it
+// is whole, and goes out: set it on answers written whole. A handler that
+// answers by itself once its context ends keeps its answer. Nothing is buffered: Flush, Hijack and
 // http.ResponseController work as without the middleware.
 //
 // When the request has a timeout (the middleware's, its route's or a
