@@ -205,7 +205,8 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // fail with http.ErrHandlerTimeout and never reach the client. The request
 // returns at once, and the operation ends when the handler does; except at
 // shutdown, where the request waits for its handler, so that
-// http.Server.Shutdown still waits for every handler. Otherwise the handler
+// http.Server.Shutdown still waits for it (a handler still running past an
+// earlier timeout is waited for by Drain.Wait only). Otherwise the handler
 // runs inline and a cancellation is answered when it returns.
 //
 // A panic in the handler ends the operation as failed and goes on up, as
@@ -327,7 +328,7 @@ func (h *handler) route(r *http.Request) (name string, rt *routeTimeout, serve h
 	pattern := r.Pattern
 	if mux, ok := routed.(*http.ServeMux); ok {
 		routed, pattern = mux.Handler(r)
-		if reflect.TypeOf(routed) == redirectType {
+		if reflect.TypeOf(routed) == redirectType && muxRedirect(mux, r, routed) {
 			// The mux's own redirect, to the route's path with a slash
 			// or cleaned, or to a raw path for CONNECT: not the route.
 			pattern = ""
@@ -361,6 +362,13 @@ func (h *handler) route(r *http.Request) (name string, rt *routeTimeout, serve h
 
 // redirectType is the type of the handlers of http.RedirectHandler.
 var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
+
+// muxRedirect tells the mux's own redirect, made afresh at each lookup,
+// from a route registered with http.RedirectHandler, which is found again.
+func muxRedirect(mux *http.ServeMux, r *http.Request, h http.Handler) bool {
+	again, _ := mux.Handler(r)
+	return again != h
+}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r, nil) }
 
@@ -558,7 +566,7 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 		h.answer(ww, r, reason)
 	}
 	if !wait { // the handler's goroutine ends op
-		if wrote && !hijacked && reason != cancel.ReasonDisconnect {
+		if wrote && !hijacked && reason != cancel.ReasonDisconnect && !ww.whole() {
 			cut(ww) // see finish
 		}
 		return
@@ -570,7 +578,7 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 		h.panicked(ww, p)
 	}
 	op.End(op.Err())
-	if wrote && !hijacked {
+	if wrote && !hijacked && !ww.whole() {
 		cut(ww)
 	}
 }

@@ -717,3 +717,43 @@ func TestHandlerGoexit(t *testing.T) {
 		})
 	}
 }
+
+// A route the user registered with http.RedirectHandler is a route like
+// any other: the operation is named after its pattern and the outer
+// handlers (otelhttp) learn it in r.Pattern. Only the mux's own redirects
+// (trailing slash, cleaned path) are not routes.
+func TestNameOfRegisteredRedirect(t *testing.T) {
+	e := newEnds()
+	mux := http.NewServeMux()
+	mux.Handle("GET /old", http.RedirectHandler("/new", http.StatusMovedPermanently))
+	mux.Handle("GET /dir/", http.RedirectHandler("/elsewhere/", http.StatusFound))
+	mux.HandleFunc("GET /tree/", func(http.ResponseWriter, *http.Request) {})
+	patterns := make(chan string, 1)
+	mw := Middleware(e.option())(mux)
+	ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw.ServeHTTP(w, r)
+		patterns <- r.Pattern
+	}))
+	client := ts.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, c := range []struct{ path, name, pattern string }{
+		{"/old", "GET /old", "GET /old"},
+		{"/dir/x", "GET /dir/", "GET /dir/"},
+		{"/tree", "GET", ""}, // the mux's own redirect to /tree/
+	} {
+		resp, err := client.Get(ts.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 3 {
+			t.Fatalf("GET %s: status %d, want a redirect", c.path, resp.StatusCode)
+		}
+		if op := e.next(t); op.Name() != c.name {
+			t.Errorf("GET %s: operation named %q, want %q", c.path, op.Name(), c.name)
+		}
+		if p := wait(t, patterns, "the outer handler"); p != c.pattern {
+			t.Errorf("GET %s: the outer handler's r.Pattern is %q, want %q", c.path, p, c.pattern)
+		}
+	}
+}

@@ -14,9 +14,12 @@ import (
 // handlers but never cancels their contexts; a Drain gives them a grace
 // period, then cancels them: the middleware answers those that wrote
 // nothing with 503 and Retry-After at once, cuts the responses under way,
-// and still waits for each handler to return, so that Shutdown returning
-// means that no handler runs. Requests arriving after that are answered
-// 503 at once.
+// and still waits for each handler it cancels to return, so that Shutdown
+// waits for them. Shutdown does not wait for a handler whose request was
+// answered before the shutdown (a timeout) and that still ignores its
+// context, nor for one that hijacked its connection: call Wait after
+// Shutdown for those. Requests arriving after that are answered 503 at
+// once.
 type Drain struct {
 	grace time.Duration
 	tok   *cancel.Token

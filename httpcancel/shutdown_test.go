@@ -269,3 +269,53 @@ func TestDrainWaitsForHijackedHandlers(t *testing.T) {
 		t.Errorf("Wait with nothing running = %v", err)
 	}
 }
+
+// A handler whose request timed out before the shutdown was handed over:
+// its request has returned, so Shutdown cannot wait for it and returns
+// while it still runs; Drain.Wait waits for it, as documented.
+func TestShutdownLeavesTimedOutHandlerToWait(t *testing.T) {
+	e := newEnds()
+	started := make(chan struct{}, 1)
+	returned := make(chan struct{})
+	release, doRelease := releaser()
+	defer doRelease()
+	var d *Drain
+	ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Middleware(WithTimeout(20*time.Millisecond), WithDrain(d), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(returned)
+			started <- struct{}{}
+			<-release // ignores its context
+		})).ServeHTTP(w, r)
+	}))
+	d = OnShutdown(ts.Config, time.Hour)
+	res := goFetch(ts, "GET", "/work")
+	wait(t, started, "the handler to start")
+	resp, _ := wait(t, res, "the 504").check(t)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if err := wait(t, shutdown(ts), "Shutdown"); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case <-returned:
+		t.Fatal("the handler returned before its release")
+	default: // Shutdown returned while the handler still runs (as documented now)
+	}
+	// Drain.Wait does wait for it.
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if err := d.Wait(done); err == nil {
+		t.Error("Drain.Wait returned nil while the handler still ran")
+	}
+	doRelease()
+	if err := d.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-returned:
+	default:
+		t.Error("Drain.Wait returned before the handler did")
+	}
+	e.next(t)
+}

@@ -685,3 +685,35 @@ func TestTimeoutKeepsWholeResponse(t *testing.T) {
 		})
 	}
 }
+
+// A handler that wrote its whole body (all of its Content-Length) before
+// the deadline, then ignores its context past the stream grace: the
+// response is whole and must go out (middleware.go's doc: "A response that
+// declared its Content-Length and wrote all of it is whole, and goes out").
+func TestWholeResponseGoesOutPastTheTimeout(t *testing.T) {
+	for _, grace := range []time.Duration{0, 20 * time.Millisecond} {
+		for _, p := range protos {
+			t.Run(p.name+"/grace="+grace.String(), func(t *testing.T) {
+				e := newEnds()
+				release, doRelease := releaser()
+				defer doRelease()
+				ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), WithStreamGrace(grace), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Length", "5")
+					w.Write([]byte("hello")) // whole, buffered
+					<-release                // slow bookkeeping that ignores ctx
+				})))
+				resp, err := ts.Client().Get(ts.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || string(body) != "hello" {
+					t.Errorf("got %d %q, %v; want 200 hello", resp.StatusCode, body, err)
+				}
+				doRelease()
+				checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+			})
+		}
+	}
+}

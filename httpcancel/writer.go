@@ -240,7 +240,7 @@ func (w *writer) takeOver() (wrote, hijacked bool) {
 	wrote, hijacked = w.wroteHeader, w.hijacked
 	returned := w.returned
 	w.mu.Unlock()
-	if wrote && !hijacked && !returned { // a returned handler's response may be whole
+	if wrote && !hijacked && !returned && !w.whole() { // a whole response goes out
 		// A write blocked on a client that stopped reading would hold us
 		// here: make it fail now.
 		http.NewResponseController(w.w).SetWriteDeadline(time.Now())
