@@ -193,8 +193,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // connection is closed, or the HTTP/2 stream reset), so that half a
 // response never looks whole, once the handler has returned or its grace
 // has passed (WithStreamGrace: time for a stream to tell its client why it
-// ends). A response that declared its Content-Length and wrote all of it
-// is whole, and goes out: set it on answers written whole. A handler that
+// ends). A response that declared its Content-Length and wrote all of it,
+// or that has no body (to a HEAD, a 204, a 304), is whole, and goes out:
+// set Content-Length on answers written whole. A handler that
 // answers by itself once its context ends keeps its answer. Nothing is buffered: Flush, Hijack and
 // http.ResponseController work as without the middleware.
 //
@@ -416,7 +417,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		opts = append(opts, cancel.WithToken(h.cfg.drain.tok))
 	}
 	opts = append(opts, h.cfg.opOptions...)
-	ww := &writer{w: w, route: rt, next: next}
+	ww := &writer{w: w, route: rt, next: next, head: r.Method == http.MethodHead}
 	ww.served = servedContext{r.Context(), ww}
 	// The request's context is the operation's parent; requestGone says
 	// what its end means, so that the cause is a *cancel.Error with the

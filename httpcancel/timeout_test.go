@@ -717,3 +717,43 @@ func TestWholeResponseGoesOutPastTheTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A response that can have no body (to a HEAD, or a 204 or 304) is whole
+// once its header is written: it goes out, and is not cut, when the
+// handler ignores its context past the timeout.
+func TestBodylessResponseGoesOutPastTheTimeout(t *testing.T) {
+	for _, c := range []struct {
+		method string
+		status int
+	}{
+		{http.MethodHead, http.StatusOK},
+		{http.MethodGet, http.StatusNoContent},
+		{http.MethodGet, http.StatusNotModified},
+	} {
+		for _, p := range protos {
+			t.Run(fmt.Sprintf("%s/%s/%d", p.name, c.method, c.status), func(t *testing.T) {
+				e := newEnds()
+				release, doRelease := releaser()
+				defer doRelease()
+				ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), WithStreamGrace(0), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.WriteHeader(c.status)
+					<-release // ignores its context
+				})))
+				req, err := http.NewRequest(c.method, ts.URL, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := ts.Client().Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v; want %d", c.method, err, c.status)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != c.status {
+					t.Errorf("%s: status %d, want %d", c.method, resp.StatusCode, c.status)
+				}
+				doRelease()
+				checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+			})
+		}
+	}
+}

@@ -39,6 +39,8 @@ type writer struct {
 	wroteHeader bool
 	early       bool         // the header was written before any cancellation
 	declared    int64        // the Content-Length the handler set, or -1
+	head        bool         // the request is a HEAD: no response to it has a body
+	bodyless    bool         // the response has no body: whole with its header
 	written     atomic.Int64 // body bytes the handler wrote
 	status      int
 	hijacked    bool
@@ -87,6 +89,7 @@ func (w *writer) writeHeaderLocked(code int) {
 				w.declared = n
 			}
 		}
+		w.bodyless = w.head || code == http.StatusNoContent || code == http.StatusNotModified
 	}
 	w.w.WriteHeader(code)
 }
@@ -152,12 +155,13 @@ func (w *writer) Write(p []byte) (int, error) {
 }
 
 // whole tells whether the handler wrote all the body its Content-Length
-// announced: a response that cannot look whole when it is not.
+// announced, or wrote the header of a response without a body: a response
+// that cannot look whole when it is not.
 func (w *writer) whole() bool {
 	w.mu.Lock()
-	declared := w.declared
+	declared, bodyless := w.declared, w.bodyless
 	w.mu.Unlock()
-	return declared >= 0 && w.written.Load() == declared
+	return bodyless || declared >= 0 && w.written.Load() == declared
 }
 
 // writeFailed tells a peer that went away from a handler's own mistake:
