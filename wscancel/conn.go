@@ -208,7 +208,9 @@ func (cfg *config) accept(w http.ResponseWriter, r *http.Request) (*Conn, error)
 	}
 	if c.track {
 		c.nextPing = int64(cfg.pingEvery)
+		c.checkMu.Lock() // check may come before checks is set
 		c.checks = time.AfterFunc(time.Duration(c.nextCheck(0)), c.check)
+		c.checkMu.Unlock()
 	}
 	c.unwatch = context.AfterFunc(ctx, func() { c.close(c.closeCancelled) })
 	go c.reader()
@@ -467,16 +469,21 @@ func (c *Conn) failed(what string, err error) error {
 // the first return what the first did.
 func (c *Conn) End(err error) error {
 	c.endOnce.Do(func() {
-		if c.unwatch() { // not cancelled: End closes
-			c.close(func() { c.closeEnded(err) })
+		// Before closing: the lifetime, the idle timeout and the heartbeat
+		// must not cancel a connection End is closing.
+		if c.lifetime != nil {
+			c.lifetime.Stop()
 		}
-		<-c.closeDone
 		if c.checks != nil {
 			c.checkMu.Lock()
 			c.checksStopped = true // and no ping starts
 			c.checks.Stop()
 			c.checkMu.Unlock()
 		}
+		if c.unwatch() { // not cancelled: End closes
+			c.close(func() { c.closeEnded(err) })
+		}
+		<-c.closeDone
 		close(c.stop)
 		c.bgMu.Lock()
 		c.bgStopped = true
@@ -486,9 +493,6 @@ func (c *Conn) End(err error) error {
 		<-c.readerDone
 		c.readFailed(errEnded) // a Read from now on fails at once
 		c.pings.Wait()         // the connection is closed: a ping under way has returned or soon will
-		if c.lifetime != nil {
-			c.lifetime.Stop()
-		}
 		c.endErr = c.op.End(err)
 	})
 	return c.endErr

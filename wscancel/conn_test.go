@@ -603,3 +603,60 @@ func TestRequestTimeout(t *testing.T) {
 	open.Close(websocket.StatusNormalClosure, "")
 	rec2.wait(t).wantClose(t, 1000, "peer", "disconnect")
 }
+
+// The idle timeout, the heartbeat and the maximum lifetime are for a
+// connection in use: none of them may cancel one that End is closing
+// (here for the whole close timeout, the peer never answering the close),
+// which ends as its handler said.
+func TestEndNotCancelledWhileClosing(t *testing.T) {
+	watches := map[string]wscancel.Option{
+		"idle":      wscancel.WithIdleTimeout(20 * time.Millisecond),
+		"heartbeat": wscancel.WithHeartbeat(10*time.Millisecond, 30*time.Millisecond),
+		"lifetime":  wscancel.WithMaxLifetime(100 * time.Millisecond),
+	}
+	for wname, watch := range watches {
+		for _, tc := range []struct {
+			name   string
+			ret    error
+			status cancel.Status
+			code   int64
+		}{
+			{"nil", nil, cancel.StatusCompleted, 1000},
+			{"error", errors.New("boom"), cancel.StatusFailed, 1011},
+		} {
+			t.Run(wname+"/"+tc.name, func(t *testing.T) {
+				readOne := func(ctx context.Context, c *wscancel.Conn) error {
+					if _, _, err := c.Read(ctx); err != nil {
+						return err
+					}
+					return tc.ret // End closes; the peer never answers the close
+				}
+				url, rec := server(t, readOne, watch, wscancel.WithCloseTimeout(400*time.Millisecond))
+				c := dial(t, url) // never reads: the close handshake lasts the close timeout
+				if err := c.Write(context.Background(), websocket.MessageText, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				e := rec.wait(t)
+				if e.op.Status() != tc.status || e.op.Err() != nil {
+					t.Errorf("status = %v, cancellation = %v; want %v, none", e.op.Status(), e.op.Err(), tc.status)
+				}
+				e.wantClose(t, tc.code, "local", "")
+			})
+		}
+	}
+}
+
+// TestTinyHeartbeatAccept: the first check may run before accept has
+// stored the checks timer it resets: a data race, and a nil dereference in
+// a timer goroutine (the process dies) when it really runs first.
+// The first heartbeat check may come at once, before Accept has finished
+// setting up the connection.
+func TestHeartbeatCheckAtAccept(t *testing.T) {
+	for range 20 {
+		done := func(ctx context.Context, c *wscancel.Conn) error { return nil }
+		url, rec := server(t, done, wscancel.WithHeartbeat(time.Nanosecond, time.Hour))
+		c := dial(t, url)
+		go c.Read(context.Background()) // answers the close
+		rec.wait(t)
+	}
+}
