@@ -322,7 +322,9 @@ func (s *Stream) stoppedErr() error {
 // returns what cancel.Operation.End returns: nil if err is nil and the
 // stream was not cancelled; otherwise an error saying why the stream
 // stopped. A stream that was cancelled ends as cancelled even if err is nil:
-// its client was told it was. Nothing is written after End.
+// its client was told it was. Nothing is written after End. A write under
+// way when End is called (a heartbeat, a Send on another goroutine) has
+// the write timeout, or a second without one, to finish.
 //
 // End must be called before the handler returns, panics included (the
 // stream's goroutines write to the ResponseWriter until then): defer
@@ -334,11 +336,27 @@ func (s *Stream) End(err error) error {
 }
 
 func (s *Stream) end(err error) error {
+	// A write under way (a heartbeat, a Send on another goroutine) to a
+	// client that stopped reading would hold End until the client closes
+	// the connection, without a write timeout: it gets finalTimeout.
+	bounded := false
+	bound := func() {
+		if !bounded && s.timeout == 0 {
+			bounded = true
+			s.rc.SetWriteDeadline(time.Now().Add(finalTimeout))
+		}
+	}
 	if s.beats != nil {
-		s.beatMu.Lock() // a heartbeat under way ends first
+		if !s.beatMu.TryLock() {
+			bound()
+			s.beatMu.Lock() // the heartbeat under way ends first
+		}
 		s.beatsStopped = true
 		s.beats.Stop()
 		s.beatMu.Unlock()
+	}
+	if !sendFree(s) {
+		bound()
 	}
 	if s.stopWatch() {
 		s.finish() // a cancellation that came just now is written here
@@ -360,6 +378,8 @@ func (s *Stream) end(err error) error {
 		// keeps a client that reads from losing the end of its stream.
 		if d := positiveOr(s.timeout, s.serverWT); d > 0 {
 			s.rc.SetWriteDeadline(time.Now().Add(d + endSlack))
+		} else if bounded {
+			s.rc.SetWriteDeadline(time.Time{}) // as it was: no deadline
 		}
 	}
 	cerr := s.op.Err()
@@ -375,6 +395,15 @@ func (s *Stream) end(err error) error {
 }
 
 // positiveOr returns a if it is positive, else b.
+// sendFree tells whether no write holds the stream.
+func sendFree(s *Stream) bool {
+	if s.mu.TryLock() {
+		s.mu.Unlock()
+		return true
+	}
+	return false
+}
+
 func positiveOr(a, b time.Duration) time.Duration {
 	if a > 0 {
 		return a

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -1014,4 +1015,39 @@ func TestEndThenLateReturn(t *testing.T) {
 		t.Errorf("body %q, %v; want the event and a clean end", body, err)
 	}
 	<-returned
+}
+
+// End from the handler while another goroutine's Send is stuck on a
+// client that stopped reading, with no write timeout (and a heartbeat
+// waiting behind it): End gives the write finalTimeout at most, rather
+// than holding the handler until the client closes the connection.
+func TestEndBoundsWriteUnderWay(t *testing.T) {
+	sending := make(chan struct{})
+	sent := make(chan error, 1)
+	ended := make(chan error, 1)
+	payload := strings.Repeat("z", 16<<20) // more than any socket buffer
+	ts := httptest.NewUnstartedServer(handle(t, ended, func(s *Stream) error {
+		go func() {
+			close(sending)
+			sent <- s.Send(Event{Data: payload})
+		}()
+		<-sending
+		for s.Events() == 0 && len(sent) == 0 && sendFree(s) {
+			runtime.Gosched() // until the Send holds the stream
+		}
+		return nil
+	}, WithHeartbeat(time.Millisecond)))
+	ts.Listener = smallBuffers{ts.Listener}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	conn, _, _ := rawGet(t, ts.Listener.Addr().String(), "/", 4<<10)
+	defer conn.Close()
+	start := time.Now()
+	recv(t, ended)
+	if d := time.Since(start); d > finalTimeout+2*time.Second {
+		t.Errorf("End returned %v after the handler called it, want at most about %v", d, finalTimeout)
+	}
+	if err := recv(t, sent); err == nil {
+		t.Error("the stuck Send succeeded")
+	}
 }
