@@ -465,8 +465,10 @@ func (c *Conn) failed(what string, err error) error {
 // websocket.CloseError in err's chain, and websocket.StatusInternalError
 // (1011) for any other error; if the operation was cancelled, the code of
 // the cancellation (see DefaultCloseStatus). End waits for the close (at
-// most the close timeout) and for the connection's goroutines. Calls after
-// the first return what the first did.
+// most the close timeout) and for the connection's goroutines, so it must
+// not be called from an observer of the connection's operation or from an
+// AcceptOptions.OnPongReceived function: it would wait for itself. Calls
+// after the first return what the first did.
 func (c *Conn) End(err error) error {
 	c.endOnce.Do(func() {
 		// Before closing: the lifetime, the idle timeout and the heartbeat
