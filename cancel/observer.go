@@ -20,6 +20,12 @@ import (
 //
 // A panic in an Observer is recovered and logged with slog; the operation
 // and the other observers carry on.
+//
+// An observer may cancel operations, its own included, and end others, but
+// must not end the operation it is being told about from ObserveProgress,
+// ObserveCancel, ObserveEvent or ObserveCount: End waits for those calls to
+// return, so that none comes after ObserveEnd, and would wait for ever. Call
+// End on another goroutine instead.
 type Observer interface {
 	// ObserveStart is called while op is pending. It returns the context op
 	// will run in: ctx itself, or a context derived from ctx that only adds

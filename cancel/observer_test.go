@@ -642,3 +642,33 @@ func TestObserveEndOfInvalidOperation(t *testing.T) {
 	}
 	obsWantLines(t, &l, "o start bad", "o end bad failed")
 }
+
+// An observer may cancel the operation it is told about from ObserveStart
+// (admission control: too many running, refuse this one). The operation is
+// pending; Cancel must not leave it half-cancelled.
+func TestCancelFromObserveStart(t *testing.T) {
+	var cancelled []Reason
+	obs := Hooks{
+		OnStart:  func(op *Operation) { op.Cancel(ReasonShutdown, "admission refused") },
+		OnCancel: func(op *Operation, e *Error) { cancelled = append(cancelled, e.Reason) },
+	}
+	ctx, op := Start(context.Background(), "admitted", WithObserver(obs))
+	select {
+	case <-ctx.Done():
+	default:
+		t.Error("Cancel from ObserveStart returned true but the context is not done")
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- op.End(ctx.Err()) }()
+	select {
+	case err := <-ended:
+		if ReasonOf(err) != ReasonShutdown || op.Status() != StatusCancelled {
+			t.Fatalf("End = %v, status %v", err, op.Status())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("End hangs after a Cancel from ObserveStart")
+	}
+	if len(cancelled) != 1 || cancelled[0] != ReasonShutdown {
+		t.Fatalf("ObserveCancel told %v", cancelled)
+	}
+}

@@ -170,9 +170,7 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 		if len(op.observers) == 0 {
 			op.status = StatusRunning // no one else has seen op yet
 		} else {
-			op.mu.Lock()
-			op.status = StatusRunning
-			op.mu.Unlock()
+			op.run()
 		}
 		return &op.ctx, op
 	}
@@ -181,9 +179,7 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 		return &op.ctx, op
 	}
 	x.setDeadline(op.start, ctx, watchParent)
-	op.mu.Lock()
-	op.status = StatusRunning
-	op.mu.Unlock()
+	op.run()
 	if x.registry != nil {
 		x.registry.add(op)
 	}
@@ -197,11 +193,10 @@ func Start(ctx context.Context, name string, opts ...Option) (context.Context, *
 		}
 	}
 	if t := x.timeout; t != nil {
-		d := t.after // a relative timeout needs no clock read
-		if t.abs {
-			d = time.Until(t.at)
-		}
-		if d > 0 {
+		// Count from the start, as the context's Deadline does, not from
+		// now: the observers' ObserveStart took some of the time.
+		at, _ := t.deadline(op.start)
+		if d := time.Until(at); d > 0 {
 			x.timer = time.AfterFunc(d, op.onTimeout)
 		} else {
 			op.onTimeout()
@@ -303,6 +298,10 @@ func (c deadlineCause) Unwrap() []error { return []error{c.error, context.Deadli
 // telling the observers: wait on Done to know the context is done. (Waiting
 // in Cancel itself would deadlock an observer, or a token callback, that
 // cancels the operation it is being told about.)
+//
+// Called from ObserveStart, while the operation is pending, Cancel records
+// the request and returns true; the observers are told and the context is
+// done by the time Start returns.
 func (op *Operation) Cancel(reason Reason, message string) bool {
 	return op.cancel(reason, message, nil)
 }
@@ -318,9 +317,37 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 	}
 	e := &Error{Reason: reason, Message: message, Op: op.name, OpID: op.id, Time: now(), Cause: cause}
 	op.cancelErr.Store(e)
+	if op.status == StatusPending {
+		// Asked from ObserveStart: the context does not exist yet, and
+		// some observers have not been told of the start. Start finishes
+		// the request (observers, context) once the operation runs.
+		op.mu.Unlock()
+		return true
+	}
 	op.notifying.Add(1)
 	op.mu.Unlock()
+	op.signalCancel(e)
+	return true
+}
 
+// run makes a pending operation running, and finishes a cancellation
+// requested while it was pending.
+func (op *Operation) run() {
+	op.mu.Lock()
+	op.status = StatusRunning
+	e := op.cancelErr.Load()
+	if e != nil {
+		op.notifying.Add(1)
+	}
+	op.mu.Unlock()
+	if e != nil {
+		op.signalCancel(e)
+	}
+}
+
+// signalCancel tells the observers of the cancellation e and cancels the
+// context; the caller has added one to op.notifying.
+func (op *Operation) signalCancel(e *Error) {
 	if errors.Is(e, context.DeadlineExceeded) {
 		op.deadlineExceeded.Store(true)
 	}
@@ -329,7 +356,6 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 	observerList(op.observers).ObserveCancel(op, e)
 	op.cancelCtx(e)
 	op.notifying.Done()
-	return true
 }
 
 // End ends the operation with the error its work returned, and returns the
@@ -345,7 +371,11 @@ func (op *Operation) cancel(reason Reason, message string, cause error) bool {
 //
 // End releases the operation's timers, signal handlers and registrations,
 // and tells the observers. Calls after the first return what the first did.
-func (op *Operation) End(err error) error {
+func (op *Operation) End(err error) error { return op.end(err, false) }
+
+// end is End; failed ends the operation as failed whatever was requested
+// (Run's function panicked).
+func (op *Operation) end(err error, failed bool) error {
 	if x := op.x; x != nil && x.parentCtx != nil && op.cancelErr.Load() == nil && x.parentCtx.Err() != nil {
 		op.cancelByParent() // the parent stopped before its news reached us
 	}
@@ -360,7 +390,7 @@ func (op *Operation) End(err error) error {
 	switch {
 	case err == nil:
 		op.status = StatusCompleted
-	case ce == nil:
+	case ce == nil || failed:
 		op.status, op.cause = StatusFailed, err
 	default:
 		op.status, op.cause = StatusCancelled, withCancellation(err, ce)
@@ -406,20 +436,30 @@ func (x *opExtra) release() {
 
 // Run starts an operation named name, calls fn with its context and ends
 // the operation with fn's error, returning what End returns. If fn panics,
-// the operation ends as failed and the panic goes on up. With invalid
+// the operation ends as failed and the panic goes on up; if fn calls
+// runtime.Goexit (t.FailNow in a test), it ends as failed too. With invalid
 // options, fn is not called and Run returns the *OptionError.
 func Run(ctx context.Context, name string, fn func(ctx context.Context) error, opts ...Option) (err error) {
 	ctx, op := Start(ctx, name, opts...)
 	if op.x != nil && op.x.err != nil {
 		return op.x.err
 	}
+	returned := false
 	defer func() {
-		if r := recover(); r != nil {
-			op.End(fmt.Errorf("cancel: %s: panic: %v", name, r))
-			panic(r)
+		if returned {
+			return
 		}
+		r := recover()
+		if r == nil { // runtime.Goexit: the operation must still end
+			op.end(fmt.Errorf("cancel: %s: runtime.Goexit", name), true)
+			return
+		}
+		op.end(fmt.Errorf("cancel: %s: panic: %v", name, r), true)
+		panic(r)
 	}()
-	return op.End(fn(ctx))
+	err = op.End(fn(ctx))
+	returned = true
+	return err
 }
 
 // Progress reports progress of the operation: a message and attributes,

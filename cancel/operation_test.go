@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -520,5 +521,42 @@ func TestAdoptSpan(t *testing.T) {
 	defer adopting.End(nil)
 	if plain.AdoptsSpan() || !adopting.AdoptsSpan() {
 		t.Fatalf("AdoptsSpan: plain %v adopting %v", plain.AdoptsSpan(), adopting.AdoptsSpan())
+	}
+}
+
+// Run's doc: "If fn panics, the operation ends as failed and the panic goes
+// on up", also when a cancellation was requested before the panic.
+func TestRunPanicAfterCancelIsFailed(t *testing.T) {
+	var op *Operation
+	func() {
+		defer func() { recover() }()
+		Run(context.Background(), "panics", func(ctx context.Context) error {
+			op = FromContext(ctx)
+			op.Cancel(ReasonManual, "stop")
+			panic("boom")
+		})
+	}()
+	if op.Status() != StatusFailed {
+		t.Fatalf("status %v after a panic, cause %v", op.Status(), op.Cause())
+	}
+}
+
+// Run must end its operation however fn leaves: runtime.Goexit (t.FailNow,
+// t.Fatal in a test) is not a panic, and an operation never ended keeps
+// its timers, token callbacks, signal handlers and registry entry.
+func TestRunGoexitEndsOperation(t *testing.T) {
+	reg := &Registry{}
+	tok := NewToken()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(context.Background(), "goexit", func(ctx context.Context) error {
+			runtime.Goexit()
+			return nil
+		}, WithRegistry(reg), WithToken(tok), WithTimeout(time.Hour))
+	}()
+	<-done
+	if n := len(reg.List(Filter{})); n != 0 || tok.registered() != 0 {
+		t.Fatalf("after Goexit: %d live operations, %d token callbacks", n, tok.registered())
 	}
 }

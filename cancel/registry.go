@@ -104,7 +104,7 @@ func (r *Registry) remove(op *Operation) {
 		r.peak = len(r.live)
 	}
 	r.ended[info.Status]++
-	if info.Status == StatusCancelled || info.Status == StatusCompleted && info.Reason != 0 {
+	if info.Reason != 0 { // cancelled, or completed or failed after the request
 		r.reasons[info.Reason]++
 	}
 	if info.Status == StatusCompleted {

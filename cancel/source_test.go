@@ -1211,3 +1211,23 @@ func TestConditionRepeatedErrorReportedOnce(t *testing.T) {
 		t.Fatalf("reported %q, want down,down,other", got)
 	}
 }
+
+// The context reports a deadline counted from the operation's start, and
+// composite timeouts fire at it; a plain WithTimeout counted from the end of
+// Start instead (after ObserveStart), so it fired late: the context said
+// its deadline had passed while Err was still nil, and a body that honoured
+// the deadline it was told (net.Dialer does) ended as failed, not timed out.
+func TestTimeoutFiresAtReportedDeadline(t *testing.T) {
+	const d = 30 * time.Millisecond
+	slowStart := Hooks{OnStart: func(*Operation) { time.Sleep(d) }} // a slow tracer, say
+	for _, opt := range []Option{WithTimeout(d), WithSource(Timeout(d))} {
+		ctx, op := Start(context.Background(), "slow-start", WithObserver(slowStart), opt)
+		dl, _ := ctx.Deadline()
+		if time.Now().After(dl) && ctx.Err() == nil {
+			t.Errorf("Start returned %v after the deadline its context reports, and Err is nil", time.Since(dl))
+		}
+		if err := op.End(context.DeadlineExceeded); op.Status() != StatusCancelled || ReasonOf(err) != ReasonTimeout {
+			t.Errorf("a body that stopped at the reported deadline: status %v, End %v", op.Status(), err)
+		}
+	}
+}
