@@ -672,3 +672,30 @@ func TestCancelFromObserveStart(t *testing.T) {
 		t.Fatalf("ObserveCancel told %v", cancelled)
 	}
 }
+
+// countingObserver counts the starts and ends it is told of.
+type countingObserver struct{ starts, ends atomic.Int64 }
+
+func (o *countingObserver) ObserveStart(ctx context.Context, _ *Operation) context.Context {
+	o.starts.Add(1)
+	return ctx
+}
+func (o *countingObserver) ObserveProgress(*Operation, Progress) {}
+func (o *countingObserver) ObserveCancel(*Operation, *Error)     {}
+func (o *countingObserver) ObserveEnd(*Operation)                { o.ends.Add(1) }
+
+// An observer that is the default and is also given with WithObserver (a
+// program setting its observer both ways) is told once; observers that
+// cannot be compared (Hooks) are all told.
+func TestObserverGivenTwiceToldOnce(t *testing.T) {
+	obs := new(countingObserver)
+	obsSetDefault(t, obs)
+	var l obsLog
+	hooks := l.observer("hooks")
+	_, op := Start(context.Background(), "job", WithObserver(obs), WithObserver(obs), WithObserver(hooks), WithObserver(hooks))
+	op.End(nil)
+	if s, e := obs.starts.Load(), obs.ends.Load(); s != 1 || e != 1 {
+		t.Errorf("the observer was told of %d starts and %d ends, want 1 and 1", s, e)
+	}
+	obsWantLines(t, &l, "hooks start job", "hooks start job", "hooks end job completed", "hooks end job completed")
+}

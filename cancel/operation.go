@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -226,7 +227,28 @@ func observersFor(parent *Operation, own []Observer, shielded bool) []Observer {
 	if len(own) == 0 {
 		return base
 	}
-	return append(base[:len(base):len(base)], own...)
+	out := base[:len(base):len(base)]
+	for _, o := range own {
+		if !hasObserver(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// hasObserver reports whether l holds o already: an observer that is both
+// the default and given with WithObserver is told once. Only pointers are
+// compared (comparing other observers, such as Hooks, could panic).
+func hasObserver(l []Observer, o Observer) bool {
+	if reflect.TypeOf(o).Kind() != reflect.Pointer {
+		return false
+	}
+	for _, x := range l {
+		if x == o {
+			return true
+		}
+	}
+	return false
 }
 
 // setDeadline finds the time the operation's own sources fire by and the

@@ -93,7 +93,9 @@ func WithSource(s Source) Option {
 // WithObserver adds o to the observers of the operation, after the default
 // one (see SetDefaultObserver). It applies to this operation only, not to
 // the operations started under it, so the same options can be given to a
-// whole tree of operations without telling an observer twice. A nil o is
+// whole tree of operations without telling an observer twice; nor is an
+// observer that is the default already, or given twice, told twice (when
+// it is a pointer: other observers cannot be compared). A nil o is
 // ignored.
 func WithObserver(o Observer) Option {
 	return func(c *config) { c.observers = appendObservers(c.observers, o) }

@@ -421,3 +421,32 @@ func TestDefaultMaxNamesFitsCardinalityLimit(t *testing.T) {
 		t.Errorf("%d series, want %d names and %s", len(got)/len(zeroSeries("x")), DefaultMaxNames, OtherName)
 	}
 }
+
+// An observer set as the default and also given with WithObserver (as
+// README's SetDefaultObserver plus httpcancel.WithOperationOptions would)
+// must count each operation once, end every span it starts, and never
+// report a negative number of open connections.
+func TestDefaultAndOwnObserverCountOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	prev := cancel.DefaultObserver()
+	cancel.SetDefaultObserver(h.obs)
+	t.Cleanup(func() { cancel.SetDefaultObserver(prev) })
+
+	c := h.wsOpen(context.Background(), "ws /x", "") // h.start adds WithObserver(h.obs)
+	c.read(2)
+	c.close(1000, "peer", nil)
+
+	rm := h.collect(t)
+	if got := sums(t, mustMetric(t, rm, "cancel.operations"))[ended3("ws /x", "completed", "")]; got != 1 {
+		t.Errorf("cancel.operations completed = %d, want 1", got)
+	}
+	if got := sums(t, mustMetric(t, rm, "cancel.ws.messages"))[dirKey("ws /x", "in")]; got != 2 {
+		t.Errorf("cancel.ws.messages in = %d, want 2", got)
+	}
+	if got := sums(t, mustMetric(t, rm, "cancel.ws.connections.active"))[nameKey("ws /x")]; got != 0 {
+		t.Errorf("cancel.ws.connections.active = %d, want 0", got)
+	}
+	if s, e := len(h.spans.Started()), len(h.spans.Ended()); s != 1 || e != 1 {
+		t.Errorf("spans started %d, ended %d; want 1 and 1", s, e)
+	}
+}

@@ -490,7 +490,9 @@ func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) conte
 	if op.AdoptsSpan() {
 		// A remote span context (propagated from another process) is no
 		// span to record on: the operation gets a child span of it.
-		if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() && !span.SpanContext().IsRemote() {
+		// Nor is the span of an enclosing operation of this observer: it
+		// is that operation's to record its outcome on.
+		if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() && !span.SpanContext().IsRemote() && !o.operationSpan(ctx, span) {
 			s.span, s.adopted = span, true
 			// otelhttp records its request metrics with the attributes
 			// of the Labeler in the request's context, when its handler
@@ -511,6 +513,13 @@ func (o *Observer) ObserveStart(ctx context.Context, op *cancel.Operation) conte
 	s.Context = ctx
 	s.series.active.Add(1)
 	return s
+}
+
+// operationSpan reports whether span is the one an enclosing operation of
+// this observer records on.
+func (o *Observer) operationSpan(ctx context.Context, span trace.Span) bool {
+	p, ok := ctx.Value(stateKey{o}).(*opState)
+	return ok && p.span.SpanContext().Equal(span.SpanContext())
 }
 
 // ObserveProgress adds a cancel.progress event and counts the report.
@@ -613,6 +622,12 @@ func (o *Observer) ObserveEnd(op *cancel.Operation) {
 	}
 	if status == cancel.StatusCancelled || status == cancel.StatusFailed {
 		span.SetStatus(codes.Error, op.Cause().Error())
+	} else if s.adopted && op.Reason() != 0 {
+		// ObserveCancel recorded the cancellation on the adopted span, but
+		// the operation completed: undo it as far as the API lets us (a
+		// status can only be raised, an attribute overwritten).
+		span.SetAttributes(KeyReason.String(""), KeyErrorType.String(""))
+		span.SetStatus(codes.Ok, "")
 	}
 	if !s.adopted {
 		s.endOpts[0] = trace.WithTimestamp(end)

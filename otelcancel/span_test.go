@@ -704,3 +704,53 @@ func TestUnsampledSpan(t *testing.T) {
 		t.Errorf("cancel.progress.reports = %d, want 1", got)
 	}
 }
+
+// An adopted span whose operation completed although a cancellation was
+// requested must read like any completed operation's span (as
+// TestSpanCompletedAfterCancelRequest checks for spans of its own): not
+// status Error with error.type = the reason.
+func TestAdoptedSpanCompletedAfterCancelRequest(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx, server := h.tp.Tracer("http").Start(context.Background(), "GET /items")
+	_, op := h.start(ctx, "GET /items", cancel.AdoptSpan())
+	cancelFromOtherGoroutine(t, op, cancel.ReasonDisconnect, "client gone")
+	if err := op.End(nil); err != nil {
+		t.Fatalf("End(nil) = %v", err)
+	}
+	server.End()
+
+	s := h.span(t, "GET /items")
+	a := s.Attributes()
+	wantAttr(t, "span", a, KeyOutcome, attribute.StringValue("completed"))
+	if v, ok := attrMap(t, a)[string(KeyErrorType)]; ok && v.AsString() != "" {
+		t.Errorf("span: error.type = %q on a completed operation", v.AsString())
+	}
+	if v, ok := attrMap(t, a)[string(KeyReason)]; ok && v.AsString() != "" {
+		t.Errorf("span: cancel.reason = %q on a completed operation", v.AsString())
+	}
+	if s.Status().Code == codes.Error {
+		t.Errorf("status %v on a completed operation", s.Status())
+	}
+}
+
+// An operation started with AdoptSpan under another operation of the same
+// observer (no otelhttp span in between) must not take over, and leave its
+// outcome on, the enclosing operation's span.
+func TestAdoptSpanOfEnclosingOperation(t *testing.T) {
+	h := newHarness(t, nil)
+	jobCtx, job := h.start(context.Background(), "job")
+	stepCtx, step := h.start(jobCtx, "step", cancel.AdoptSpan())
+	step.Cancel(cancel.ReasonManual, "skip")
+	step.End(stepCtx.Err())
+	job.End(nil)
+
+	j := h.span(t, "job")
+	wantAttr(t, "job span", j.Attributes(), KeyOutcome, attribute.StringValue("completed"))
+	noAttr(t, "job span", j.Attributes(), KeyErrorType)
+	if j.Status().Code != codes.Unset {
+		t.Errorf("job span: status %v, want Unset (the job completed)", j.Status())
+	}
+	if n := len(h.ended("step")); n != 1 {
+		t.Errorf("%d spans named step, want 1 (a child of job)", n)
+	}
+}

@@ -121,14 +121,17 @@ func histogramQuantiles(histogram, sel, by string, exemplars bool) []cog.Builder
 	return qs
 }
 
-// cancelledHTTP returns the rate of the requests answered status (a regex)
-// by the routes chosen, summed by the labels in by. otelhttp labels them
+// cancelledHTTP returns the rate of the cancelled requests answered status
+// (a regex) by the routes chosen, summed by the labels in by. A request is
+// cancelled when it has an error_type (otelcancel puts the reason on
+// otelhttp's Labeler; otelhttp sets none on server requests): a handler's
+// own 503 or 504 is not a cancellation. otelhttp labels them
 // with http_route ("/items") and http_request_method ("GET") where the
 // operations are named after the whole pattern ("GET /items", or "/items"
 // when it has no method): both names are rebuilt from those labels and
 // kept when an operation of the chosen routes has it.
 func cancelledHTTP(status, by string) string {
-	counts := fmt.Sprintf(`rate(http_server_request_duration_seconds_count{http_response_status_code=~%q, instance=~"$instance"}%s)`, status, rateWindow)
+	counts := fmt.Sprintf(`rate(http_server_request_duration_seconds_count{http_response_status_code=~%q, error_type!="", instance=~"$instance"}%s)`, status, rateWindow)
 	withMethod := fmt.Sprintf(`label_replace(label_join(%s, "cancel_operation_name", " ", "http_request_method", "http_route"), "cancel_operation_name", "$1", "cancel_operation_name", "(.*?) ?")`, counts)
 	withoutMethod := fmt.Sprintf(`label_replace(%s, "cancel_operation_name", "$1", "http_route", "(.+)")`, counts)
 	routes := fmt.Sprintf(`group by (cancel_operation_name) (cancel_operation_active{%s})`, opSel)

@@ -41,6 +41,9 @@ const (
 	routeHang = "GET /hang"
 	routeWS   = "GET /ws"
 	routeSSE  = "GET /events"
+	// A route that answers 503 itself (a dependency is down): a failed
+	// request, not a cancelled one.
+	routeBusy = "GET /busy"
 )
 
 // Events and counts the websocket and SSE wrappers record (the contract of
@@ -90,6 +93,9 @@ func startDemo(t *testing.T) *demo {
 		d.started <- cancel.FromContext(r.Context())
 		<-r.Context().Done()
 	}
+	mux.HandleFunc(routeBusy, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "dependency down", http.StatusServiceUnavailable)
+	})
 	mux.HandleFunc(routeJob, wait)
 	mux.HandleFunc(routeHang, wait)
 	// A websocket connection and an SSE stream, each its own operation
@@ -183,7 +189,7 @@ func (d *demo) get(ctx context.Context, t *testing.T, path string) int {
 // What one round of traffic makes: the requests, and the operations (one
 // per request, and the websocket connection and SSE stream inside theirs).
 const (
-	requestsPerRound = 6
+	requestsPerRound = 7
 	opsPerRound      = requestsPerRound + 2
 )
 
@@ -205,6 +211,7 @@ func (d *demo) traffic(t *testing.T, n int) {
 		want("/slow", d.get(ctx, t, "/slow"), http.StatusGatewayTimeout)
 		want("/ws", d.get(ctx, t, "/ws"), http.StatusOK)
 		want("/events", d.get(ctx, t, "/events"), http.StatusOK)
+		want("/busy", d.get(ctx, t, "/busy"), http.StatusServiceUnavailable)
 
 		// An operator cancels the job once it runs.
 		var wg sync.WaitGroup
