@@ -292,7 +292,7 @@ func (op *Operation) cancelByParent() {
 		cause = deadlineCause{cause} // context.WithTimeoutCause: keep both facts
 	}
 	if decide := op.x.parent; decide != nil {
-		if reason, message := decide(cause); reason.valid() && reason != ReasonParent {
+		if reason, message := parentReason(decide, cause); reason.valid() && reason != ReasonParent {
 			if cause == context.Canceled {
 				cause = nil // says nothing the reason does not
 			}
@@ -301,6 +301,13 @@ func (op *Operation) cancelByParent() {
 		}
 	}
 	op.cancel(ReasonParent, "", cause)
+}
+
+// parentReason calls a WithParentReason function, containing its panic
+// (the operation is then cancelled with ReasonParent).
+func parentReason(decide func(error) (Reason, string), cause error) (reason Reason, message string) {
+	runCallback(func() { reason, message = decide(cause) })
+	return reason, message
 }
 
 // deadlineCause is the custom cause of a parent context whose deadline

@@ -400,3 +400,15 @@ func TestWithParentReason(t *testing.T) {
 		}
 	})
 }
+
+// A WithParentReason function that panics is contained, as callbacks are:
+// the operation is cancelled with ReasonParent, and the program goes on.
+func TestWithParentReasonPanicContained(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.Background())
+	ctx, op := Start(parent, "child", WithParentReason(func(error) (Reason, string) { panic("bad decider") }))
+	cancelParent()
+	<-ctx.Done()
+	if err := op.End(ctx.Err()); ReasonOf(err) != ReasonParent {
+		t.Fatalf("End = %v, want reason parent", err)
+	}
+}
