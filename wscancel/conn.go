@@ -12,7 +12,10 @@
 // connection or stops answering pings cancels the operation with
 // cancel.ReasonDisconnect; one that breaks the protocol (reserved opcodes
 // or bits, bad control frames, unmasked frames) gets 1002 and cancels it
-// with cancel.ReasonError, as a message over the read limit gets 1009.
+// with cancel.ReasonError, as a message over the read limit gets 1009. A
+// peer's normal close (1000, or 1001 going away) is how a session ends:
+// the operation is cancelled, to stop the handler, but ends as completed
+// (its reason kept) when the handler returns what told it so (see End).
 //
 // It is built on github.com/coder/websocket, and avoids its traps: the
 // operation's context is never handed to the connection's reads and
@@ -464,7 +467,10 @@ func (c *Conn) failed(what string, err error) error {
 // websocket.StatusNormalClosure for a nil err, the code of a
 // websocket.CloseError in err's chain, and websocket.StatusInternalError
 // (1011) for any other error; if the operation was cancelled, the code of
-// the cancellation (see DefaultCloseStatus). End waits for the close (at
+// the cancellation (see DefaultCloseStatus). If the peer closed normally
+// (1000, or 1001 going away) and err only says so (the Read error of its
+// close, or the cancellation it caused), the session ends as completed,
+// and End returns nil. End waits for the close (at
 // most the close timeout) and for the connection's goroutines, so it must
 // not be called from an observer of the connection's operation or from an
 // AcceptOptions.OnPongReceived function: it would wait for itself. Calls
@@ -486,6 +492,9 @@ func (c *Conn) End(err error) error {
 			c.close(func() { c.closeEnded(err) })
 		}
 		<-c.closeDone
+		if err != nil && c.peerSaidGoodbye(err) {
+			err = nil // the session is complete, its reason kept
+		}
 		close(c.stop)
 		c.bgMu.Lock()
 		c.bgStopped = true
@@ -498,6 +507,24 @@ func (c *Conn) End(err error) error {
 		c.endErr = c.op.End(err)
 	})
 	return c.endErr
+}
+
+// peerSaidGoodbye tells whether err only says that the peer closed the
+// connection normally (1000, or 1001 going away): the Read error of its
+// close frame, or the cancellation it caused. That is how a session ends,
+// not cancelled work.
+func (c *Conn) peerSaidGoodbye(err error) bool {
+	c.mu.Lock()
+	code, by := c.code, c.by
+	c.mu.Unlock()
+	if by != "peer" || code != websocket.StatusNormalClosure && code != websocket.StatusGoingAway {
+		return false
+	}
+	if websocket.CloseStatus(err) == code {
+		return true
+	}
+	ce := c.op.Err()
+	return ce != nil && errors.Is(err, ce)
 }
 
 func (c *Conn) now() int64 { return int64(time.Since(c.start)) }

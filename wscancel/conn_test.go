@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -31,8 +32,11 @@ func TestPeerClosesNormally(t *testing.T) {
 	if e.op.Name() != "ws GET /ws" {
 		t.Errorf("name = %q, want %q", e.op.Name(), "ws GET /ws")
 	}
-	if e.op.Status() != cancel.StatusCancelled || e.op.Reason() != cancel.ReasonDisconnect {
-		t.Errorf("status, reason = %v, %v; want cancelled, disconnect", e.op.Status(), e.op.Reason())
+	// The peer said goodbye: the session is complete, not cancelled work,
+	// though its context was cancelled (to stop the handler) with the
+	// reason kept.
+	if e.op.Status() != cancel.StatusCompleted || e.op.Reason() != cancel.ReasonDisconnect {
+		t.Errorf("status, reason = %v, %v; want completed, disconnect", e.op.Status(), e.op.Reason())
 	}
 	if got := message(e.op); got != "peer closed the connection: 1000 bye" {
 		t.Errorf("message = %q", got)
@@ -43,6 +47,49 @@ func TestPeerClosesNormally(t *testing.T) {
 	}
 	if a := e.events[0].Attrs; len(a) != 1 || a[0].Key != "ws.subprotocol" || a[0].Value.String() != "" {
 		t.Errorf("ws.open attributes = %v", a)
+	}
+}
+
+// A peer's close ends the session as completed when it is a normal one
+// (1000, 1001 going away) and the handler returns what told it so (the
+// Read error, or its context's cause); any other close, or an error of the
+// handler's own, leaves it cancelled.
+func TestPeerCloseOutcome(t *testing.T) {
+	untilPeerLeaves := func(ctx context.Context, c *wscancel.Conn) error {
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	ownError := func(ctx context.Context, c *wscancel.Conn) error {
+		if _, _, err := c.Read(ctx); err != nil {
+			return fmt.Errorf("saving the session: %w", errors.New("disk full"))
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name    string
+		handler func(context.Context, *wscancel.Conn) error
+		code    websocket.StatusCode
+		status  cancel.Status
+	}{
+		{"echo/1000", echo, websocket.StatusNormalClosure, cancel.StatusCompleted},
+		{"echo/1001", echo, websocket.StatusGoingAway, cancel.StatusCompleted},
+		{"write-only/1000", untilPeerLeaves, websocket.StatusNormalClosure, cancel.StatusCompleted},
+		{"echo/1008", echo, websocket.StatusPolicyViolation, cancel.StatusCancelled},
+		{"echo/4000", echo, 4000, cancel.StatusCancelled},
+		{"own-error/1000", ownError, websocket.StatusNormalClosure, cancel.StatusCancelled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, rec := server(t, tc.handler)
+			c := dial(t, url)
+			if err := c.Close(tc.code, "bye"); err != nil {
+				t.Fatal(err)
+			}
+			e := rec.wait(t)
+			if e.op.Status() != tc.status || e.op.Reason() != cancel.ReasonDisconnect {
+				t.Errorf("status, reason = %v, %v; want %v, disconnect", e.op.Status(), e.op.Reason(), tc.status)
+			}
+			e.wantClose(t, int64(tc.code), "peer", "disconnect")
+		})
 	}
 }
 
@@ -450,8 +497,8 @@ func TestAccept(t *testing.T) {
 	roundTrip(t, c, "hi")
 	c.Close(websocket.StatusGoingAway, "tab closed")
 	err := <-done
-	if cancel.ReasonOf(err) != cancel.ReasonDisconnect || websocket.CloseStatus(err) != websocket.StatusGoingAway {
-		t.Errorf("End returned %v, want a disconnect wrapping the peer's 1001", err)
+	if err != nil {
+		t.Errorf("End returned %v after the peer went away (1001), want nil: the session is complete", err)
 	}
 	e := rec.wait(t)
 	if e.op.Name() != "ws chat" {

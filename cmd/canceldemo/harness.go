@@ -620,13 +620,16 @@ func (h *harness) account(rep *harnessReport, final []expoSample, tally *spanTal
 		rep.fail("%s", d)
 	}
 
-	// A stop latency for every cancelled operation, by the reason of the
-	// cancel request.
+	// A stop latency for every operation asked to stop (the cancelled ones,
+	// and the others the clients know of), by the reason of the request.
 	stopWant, stopGot := map[opKey]int{}, map[opKey]int{}
 	for k, n := range t.ops {
 		if k.Outcome == cancelled {
 			stopWant[opKey{Name: k.Name, Reason: k.Reason}] += n
 		}
+	}
+	for k, n := range t.stopLatency {
+		stopWant[opKey{Name: k[0], Reason: k[1]}] += n
 	}
 	for _, m := range final {
 		if m.name == "cancel_stop_latency_seconds_count" && m.value != 0 {

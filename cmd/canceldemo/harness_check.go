@@ -60,6 +60,15 @@ func newTruth() *truth {
 	}
 }
 
+// stop expects a stop latency observation of an operation that was asked
+// to stop with reason but did not end cancelled (a websocket session whose
+// peer said goodbye completes).
+func (t *truth) stop(name, reason string) {
+	t.mu.Lock()
+	t.stopLatency[[2]string{name, reason}]++
+	t.mu.Unlock()
+}
+
 // op expects one operation.
 func (t *truth) op(name, outcome, reason string) {
 	t.mu.Lock()

@@ -51,7 +51,7 @@ var harnessScenarios = []harnessScenario{
 	{"sse-complete", 4, "GET /events?n=2-6: the whole stream, completed", (*harness).scSSEComplete},
 	{"sse-hangup", 4, "GET /events, closed after 1-5 events: disconnect", (*harness).scSSEHangup},
 	{"sse-stalled", 1, "GET /events over TCP with a 4 KiB receive buffer, not read: the write timeout cuts it, disconnect", (*harness).scSSEStalled},
-	{"ws-echo", 4, "GET /ws: echoes, then the client closes with 1000: the peer closed, disconnect", (*harness).scWSEcho},
+	{"ws-echo", 4, "GET /ws: echoes, then the client closes with 1000: the session completed (its close recorded with reason disconnect)", (*harness).scWSEcho},
 	{"ws-vanish", 3, "GET /ws: echoes, then the TCP connection closes without a close frame: disconnect, 1006", (*harness).scWSVanish},
 	{"ws-flood", 2, "GET /ws: messages over the 4 KiB read limit: error, 1009", (*harness).scWSFlood},
 	// Operators.
@@ -588,7 +588,8 @@ func (h *harness) scWSEcho(ctx context.Context, rng *rand.Rand) {
 		return
 	}
 	h.truth.req(hWS, completed, "", 101)
-	h.truth.op(hWSConn, cancelled, "disconnect") // the peer closed: wscancel's reason
+	h.truth.op(hWSConn, completed, "") // the peer said goodbye: the session is complete
+	h.truth.stop(hWSConn, "disconnect")
 	h.truth.wsClose(1000, "disconnect")
 	h.truth.see(sc, "closed 1000")
 }
