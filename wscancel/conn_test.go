@@ -135,17 +135,27 @@ func TestHeartbeatKeepsLivePeer(t *testing.T) {
 		}
 		return c.Write(ctx, websocket.MessageText, data)
 	}
-	url, rec := server(t, lazy, wscancel.WithHeartbeat(10*time.Millisecond, 80*time.Millisecond))
+	// The limit leaves room for a loaded machine's scheduling: the client
+	// answers pings only once its reading goroutine runs.
+	const limit = 300 * time.Millisecond
+	url, rec := server(t, lazy, wscancel.WithHeartbeat(10*time.Millisecond, limit))
 	c := dial(t, url)
 	if err := c.Write(context.Background(), websocket.MessageText, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan websocket.CloseError, 1)
-	go func() { got <- readUntilClosed(t, c) }() // reading answers the pings
-	<-time.After(400 * time.Millisecond)         // many pings, five times the limit
+	type closed struct {
+		ce  websocket.CloseError
+		err error
+	}
+	got := make(chan closed, 1)
+	go func() { // reading answers the pings
+		ce, err := readClose(c)
+		got <- closed{ce, err}
+	}()
+	<-time.After(3 * limit) // many pings, three times the limit
 	close(release)
-	if ce := <-got; ce.Code != websocket.StatusNormalClosure {
-		t.Errorf("client got %v, want 1000", ce)
+	if r := <-got; r.err != nil || r.ce.Code != websocket.StatusNormalClosure {
+		t.Errorf("client got %v, %v; want 1000", r.ce, r.err)
 	}
 	e := rec.wait(t)
 	if e.op.Status() != cancel.StatusCompleted {
@@ -656,10 +666,14 @@ func TestRequestTimeout(t *testing.T) {
 // (here for the whole close timeout, the peer never answering the close),
 // which ends as its handler said.
 func TestEndNotCancelledWhileClosing(t *testing.T) {
+	// Each watch comes due during the close (which lasts closeTimeout), and
+	// not before it on a loaded machine, where the message may take a while
+	// to reach the handler.
+	const due, closeTimeout = 250 * time.Millisecond, 800 * time.Millisecond
 	watches := map[string]wscancel.Option{
-		"idle":      wscancel.WithIdleTimeout(20 * time.Millisecond),
-		"heartbeat": wscancel.WithHeartbeat(10*time.Millisecond, 30*time.Millisecond),
-		"lifetime":  wscancel.WithMaxLifetime(100 * time.Millisecond),
+		"idle":      wscancel.WithIdleTimeout(due),
+		"heartbeat": wscancel.WithHeartbeat(10*time.Millisecond, due),
+		"lifetime":  wscancel.WithMaxLifetime(due),
 	}
 	for wname, watch := range watches {
 		for _, tc := range []struct {
@@ -678,7 +692,7 @@ func TestEndNotCancelledWhileClosing(t *testing.T) {
 					}
 					return tc.ret // End closes; the peer never answers the close
 				}
-				url, rec := server(t, readOne, watch, wscancel.WithCloseTimeout(400*time.Millisecond))
+				url, rec := server(t, readOne, watch, wscancel.WithCloseTimeout(closeTimeout))
 				c := dial(t, url) // never reads: the close handshake lasts the close timeout
 				if err := c.Write(context.Background(), websocket.MessageText, []byte("x")); err != nil {
 					t.Fatal(err)
@@ -693,11 +707,9 @@ func TestEndNotCancelledWhileClosing(t *testing.T) {
 	}
 }
 
-// TestTinyHeartbeatAccept: the first check may run before accept has
-// stored the checks timer it resets: a data race, and a nil dereference in
-// a timer goroutine (the process dies) when it really runs first.
-// The first heartbeat check may come at once, before Accept has finished
-// setting up the connection.
+// The first heartbeat check may come at once, before Accept has set up
+// the timer it resets (a data race; a nil dereference, in a timer's
+// goroutine, that killed the process).
 func TestHeartbeatCheckAtAccept(t *testing.T) {
 	for range 20 {
 		done := func(ctx context.Context, c *wscancel.Conn) error { return nil }

@@ -3,6 +3,7 @@ package wscancel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -172,6 +173,15 @@ func dialRaw(t *testing.T, url string) (*websocket.Conn, *net.TCPConn) {
 // frame the server sent.
 func readUntilClosed(t *testing.T, c *websocket.Conn) websocket.CloseError {
 	t.Helper()
+	ce, err := readClose(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ce
+}
+
+// readClose is readUntilClosed for goroutines other than the test's.
+func readClose(c *websocket.Conn) (websocket.CloseError, error) {
 	ctx, cancelRead := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelRead()
 	for {
@@ -181,9 +191,9 @@ func readUntilClosed(t *testing.T, c *websocket.Conn) websocket.CloseError {
 		}
 		var ce websocket.CloseError
 		if !errors.As(err, &ce) {
-			t.Fatalf("client read failed without a close frame: %v", err)
+			return ce, fmt.Errorf("client read failed without a close frame: %w", err)
 		}
-		return ce
+		return ce, nil
 	}
 }
 
