@@ -713,12 +713,15 @@ func (c *Conn) nextCheck(now int64) int64 {
 }
 
 // sendPing sends a ping and waits for its pong (seen by OnPongReceived,
-// whenever it is read), or for the ping interval to pass. A ping is not a
-// close: if its write is stuck past the interval, coder/websocket drops
-// the connection, and the peer was not reading anyway.
+// whenever it is read), or for the heartbeat's limit to pass. A ping is not
+// a close: if its write is stuck past the limit, coder/websocket drops the
+// connection, and the peer was not reading anyway. Not the interval:
+// coder/websocket also drops the connection when the context has ended
+// before the frame is written, so a ping a busy machine held up for one
+// interval would cut a healthy peer.
 func (c *Conn) sendPing() {
 	defer c.pings.Done()
-	ctx, cancelPing := context.WithTimeout(context.Background(), c.cfg.pingEvery)
+	ctx, cancelPing := context.WithTimeout(context.Background(), c.cfg.pingLimit)
 	c.ws.Ping(ctx)
 	cancelPing()
 	c.pinging.Store(false)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -718,4 +719,24 @@ func TestHeartbeatCheckAtAccept(t *testing.T) {
 		go c.Read(context.Background()) // answers the close
 		rec.wait(t)
 	}
+}
+
+// A ping that starts late (a busy machine) must not cut a healthy peer:
+// coder/websocket drops the connection when a write's context has ended
+// before the frame is written, so a ping's context lasts the heartbeat's
+// limit, not its interval. With a 1µs interval, every ping is late.
+func TestLatePingKeepsPeer(t *testing.T) {
+	url, rec := server(t, echo, wscancel.WithHeartbeat(time.Microsecond, 5*time.Second))
+	c := dial(t, url)
+	for i := range 200 {
+		roundTrip(t, c, "message "+strconv.Itoa(i))
+	}
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	e := rec.wait(t)
+	if e.op.Status() != cancel.StatusCompleted {
+		t.Errorf("status = %v (%v), want completed", e.op.Status(), e.op.Err())
+	}
+	e.wantClose(t, 1000, "peer", "disconnect")
 }
