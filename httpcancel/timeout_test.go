@@ -660,47 +660,33 @@ func TestUpgradeRequestsHaveNoRequestTimeout(t *testing.T) {
 }
 
 // A handler that wrote its whole body (all of its Content-Length) just
-// before the deadline, and returns after it, keeps its answer: the
-// response cannot look whole when it is not, so it is not cut, even
-// while it still sits unsent in the server's buffer.
+// before the deadline keeps its answer, whether it returns at the
+// cancellation or ignores its context past the stream grace: the response
+// cannot look whole when it is not, so it is not cut, even while it still
+// sits unsent in the server's buffer.
 func TestTimeoutKeepsWholeResponse(t *testing.T) {
-	for _, p := range protos {
-		t.Run(p.name, func(t *testing.T) {
-			e := newEnds()
-			ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Length", "5")
-				w.Write([]byte("hello")) // buffered, not flushed
-				<-r.Context().Done()
-			})))
-			resp, err := ts.Client().Get(ts.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK || string(body) != "hello" {
-				t.Errorf("got %d %q, %v; want 200 hello", resp.StatusCode, body, err)
-			}
-			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
-		})
-	}
-}
-
-// A handler that wrote its whole body (all of its Content-Length) before
-// the deadline, then ignores its context past the stream grace: the
-// response is whole and must go out (middleware.go's doc: "A response that
-// declared its Content-Length and wrote all of it is whole, and goes out").
-func TestWholeResponseGoesOutPastTheTimeout(t *testing.T) {
-	for _, grace := range []time.Duration{0, 20 * time.Millisecond} {
+	for _, c := range []struct {
+		name    string
+		grace   time.Duration
+		ignores bool // the handler ignores its context until released
+	}{
+		{"returns", DefaultStreamGrace, false},
+		{"ignores/grace=0", 0, true},
+		{"ignores/grace=20ms", 20 * time.Millisecond, true},
+	} {
 		for _, p := range protos {
-			t.Run(p.name+"/grace="+grace.String(), func(t *testing.T) {
+			t.Run(p.name+"/"+c.name, func(t *testing.T) {
 				e := newEnds()
 				release, doRelease := releaser()
 				defer doRelease()
-				ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), WithStreamGrace(grace), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ts := p.serve(t, Middleware(WithTimeout(20*time.Millisecond), WithStreamGrace(c.grace), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					w.Header().Set("Content-Length", "5")
-					w.Write([]byte("hello")) // whole, buffered
-					<-release                // slow bookkeeping that ignores ctx
+					w.Write([]byte("hello")) // whole, buffered, not flushed
+					if c.ignores {
+						<-release // slow bookkeeping that ignores ctx
+					} else {
+						<-r.Context().Done()
+					}
 				})))
 				resp, err := ts.Client().Get(ts.URL)
 				if err != nil {
