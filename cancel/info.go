@@ -64,7 +64,12 @@ func (op *Operation) Info() Info {
 	if e := op.cancelErr.Load(); e != nil {
 		i.Reason, i.Message, i.CancelRequested = e.Reason, e.Message, e.Time
 	}
-	i.Deadline, _ = op.Deadline()
+	// A deadline JSON cannot encode (past year 9999, a "never" some code
+	// uses) is left out: time.Time.MarshalJSON would fail the whole
+	// snapshot, and every list holding it.
+	if d, ok := op.Deadline(); ok && d.Year() >= 0 && d.Year() <= 9999 {
+		i.Deadline = d
+	}
 	return i
 }
 

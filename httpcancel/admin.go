@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -536,7 +537,7 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 			d.LiveMore = true
 			break
 		}
-		d.Live = append(d.Live, op.Info())
+		d.Live = append(d.Live, pageInfo(op.Info()))
 	}
 	d.History = a.reg.History(cancel.Filter{Limit: adminPageHistory})
 
@@ -554,6 +555,31 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
 	io.WriteString(w, b.String())
+}
+
+// pageInfo resolves the attributes of i's last progress report, as the
+// JSON API and slog do: the page shows a value that implements
+// slog.LogValuer (to redact itself, say) as what LogValue returns, never
+// the raw value.
+func pageInfo(i cancel.Info) cancel.Info {
+	if p := i.LastProgress; p != nil && len(p.Attrs) > 0 {
+		q := *p // p.Attrs is the operation's: not changed in place
+		q.Attrs = resolveAttrs(p.Attrs)
+		i.LastProgress = &q
+	}
+	return i
+}
+
+func resolveAttrs(attrs []slog.Attr) []slog.Attr {
+	out := make([]slog.Attr, len(attrs))
+	for k, a := range attrs {
+		v := a.Value.Resolve()
+		if v.Kind() == slog.KindGroup {
+			v = slog.GroupValue(resolveAttrs(v.Group())...)
+		}
+		out[k] = slog.Attr{Key: a.Key, Value: v}
+	}
+	return out
 }
 
 type pageCount struct {
