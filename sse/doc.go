@@ -20,7 +20,8 @@
 // Events are encoded so that no data can forge another event: data is
 // split into "data:" lines on every line ending (\n, \r\n, \r; the client
 // joins them with \n), and IDs and event types containing a newline,
-// carriage return or NUL are refused.
+// carriage return or NUL are refused, as are fields that are not valid
+// UTF-8 (the client would read them otherwise).
 //
 // Observers of the stream's operation that implement cancel.EventObserver
 // (otelcancel's does) hear of the stream: an event "sse.open" (attribute

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // An Event is one server-sent event. The zero Event is a valid event: a
@@ -12,13 +13,16 @@ import (
 type Event struct {
 	// ID, if not empty, becomes the client's last event ID: the value its
 	// EventSource sends back in the Last-Event-ID header when it
-	// reconnects. Any string without a newline, carriage return or NUL.
+	// reconnects. Any valid UTF-8 without a newline, carriage return or
+	// NUL.
 	ID string
 	// Type is the event type (the "event" field), which EventSource listens
-	// to with addEventListener; empty means "message". Any string without a
-	// newline, carriage return or NUL.
+	// to with addEventListener; empty means "message". Any valid UTF-8
+	// without a newline, carriage return or NUL.
 	Type string
-	// Data is the payload. It may contain anything: every line ending
+	// Data is the payload. It may contain any valid UTF-8 (the client
+	// decodes the stream as UTF-8: invalid bytes would reach it as
+	// U+FFFD): every line ending
 	// (\n, \r\n or \r) starts a new "data:" line, and the client joins the
 	// lines with \n. Data can never end the event early or forge another.
 	Data string
@@ -28,8 +32,9 @@ type Event struct {
 }
 
 // ErrInvalidField is matched (errors.Is) by the error Send returns for an
-// event whose ID or Type contains a newline, a carriage return or a NUL, or
-// whose Retry is negative. Nothing is written for such an event.
+// event whose ID or Type contains a newline, a carriage return or a NUL,
+// whose ID, Type or Data is not valid UTF-8, or whose Retry is negative.
+// Nothing is written for such an event.
 var ErrInvalidField = errors.New("sse: invalid event field")
 
 // fieldError names the field and what is wrong with it.
@@ -51,6 +56,18 @@ func (e *Event) Validate() error {
 	}
 	if i := strings.IndexAny(e.Type, "\n\r\x00"); i >= 0 {
 		return &fieldError{"Type", e.Type, "contains " + forbidden(e.Type[i]) + " (it would end the field)"}
+	}
+	// The client decodes the stream as UTF-8, replacing invalid bytes with
+	// U+FFFD: it would read another ID (and send it back in Last-Event-ID),
+	// another type, other data.
+	for _, f := range [...]struct{ name, value string }{{"ID", e.ID}, {"Type", e.Type}, {"Data", e.Data}} {
+		if !utf8.ValidString(f.value) {
+			v := f.value
+			if len(v) > 64 {
+				v = v[:64] + "..."
+			}
+			return &fieldError{f.name, v, "is not valid UTF-8 (the client would read U+FFFD in place of the invalid bytes)"}
+		}
 	}
 	if e.Retry < 0 {
 		return &fieldError{"Retry", e.Retry.String(), "must not be negative"}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzEncode checks that any event either is refused (its ID or type
@@ -21,9 +22,11 @@ func FuzzEncode(f *testing.F) {
 	f.Add("x\x00", "t", "d", int64(0))
 	f.Add(" lead", " space", " data: \r", int64(-3))
 	f.Add("\xef\xbb\xbf", "é", "\xef\xbb\xbfdata", int64(1))
+	f.Add("a\xffb", "t", "x\xe2\x82y", int64(0))
 	f.Fuzz(func(t *testing.T, id, typ, data string, retryMS int64) {
 		e := Event{ID: id, Type: typ, Data: data, Retry: time.Duration(retryMS) * time.Millisecond}
-		bad := strings.ContainsAny(id, "\r\n\x00") || strings.ContainsAny(typ, "\r\n\x00") || e.Retry < 0
+		bad := strings.ContainsAny(id, "\r\n\x00") || strings.ContainsAny(typ, "\r\n\x00") || e.Retry < 0 ||
+			!utf8.ValidString(id) || !utf8.ValidString(typ) || !utf8.ValidString(data)
 		err := e.Validate()
 		if bad != (err != nil) {
 			t.Fatalf("Validate(%+v) = %v, want refused: %v", e, err, bad)

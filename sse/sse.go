@@ -173,7 +173,9 @@ func New(w http.ResponseWriter, r *http.Request, opts ...Option) (*Stream, error
 		s.buf = append(appendRetry(s.buf, c.retry), '\n')
 		err = s.writeLocked(s.buf)
 	} else {
-		err = s.flushLocked(time.Time{})
+		// flushLocked clears, on HTTP/2, the deadline set above: left
+		// there, it would reset a stream silent for its write timeout.
+		err = s.flushLocked(time.Now())
 	}
 	s.last = time.Now()
 	s.mu.Unlock()
@@ -364,6 +366,11 @@ func (s *Stream) end(err error) error {
 		<-s.watchDone
 	}
 	s.mu.Lock()
+	// So is one that came since (while End waited here for a write under
+	// way, say): the watcher is stopped, and the client must be told.
+	if e, ok := s.op.Err().(*cancel.Error); ok {
+		s.finishLocked(e)
+	}
 	s.stopped = true
 	if s.err == nil {
 		s.err = ErrEnded
@@ -378,8 +385,11 @@ func (s *Stream) end(err error) error {
 		// keeps a client that reads from losing the end of its stream.
 		if d := positiveOr(s.timeout, s.serverWT); d > 0 {
 			s.rc.SetWriteDeadline(time.Now().Add(d + endSlack))
-		} else if bounded {
-			s.rc.SetWriteDeadline(time.Time{}) // as it was: no deadline
+		} else {
+			// As it was: no deadline. A final event or a bounded write
+			// may have left one, which would cut net/http's end of the
+			// response if the handler returns after it.
+			s.rc.SetWriteDeadline(time.Time{})
 		}
 	}
 	cerr := s.op.Err()
@@ -523,12 +533,22 @@ func (s *Stream) finish() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.finishLocked(e)
+}
+
+// finishLocked writes the final event for the cancellation e, unless the
+// stream can no longer write, and closes the stream to further writes.
+func (s *Stream) finishLocked(e *cancel.Error) {
 	if s.err != nil || s.stopped {
 		return
 	}
 	s.err = e
+	reason := cancel.RootReason(e)
 	if reason == cancel.ReasonDisconnect {
 		return
+	}
+	if s.timeout == 0 {
+		s.rc.SetWriteDeadline(time.Now().Add(finalTimeout))
 	}
 	s.buf = appendCancelled(s.buf[:0], reason)
 	if s.writeEventLocked(s.buf) == nil && s.clearAfter {
