@@ -13,9 +13,11 @@
 // cancel.ReasonDisconnect; one that breaks the protocol (reserved opcodes
 // or bits, bad control frames, unmasked frames) gets 1002 and cancels it
 // with cancel.ReasonError, as a message over the read limit gets 1009. A
-// peer's normal close (1000, or 1001 going away) is how a session ends:
-// the operation is cancelled, to stop the handler, but ends as completed
-// (its reason kept) when the handler returns what told it so (see End).
+// peer's normal close (1000, 1001 going away, or a close frame without a
+// code, 1005: what a browser's WebSocket.close() sends) is how a session
+// ends: the operation is cancelled, to stop the handler, but ends as
+// completed (its reason kept) when the handler returns what told it so
+// (see End).
 //
 // It is built on github.com/coder/websocket, and avoids its traps: the
 // operation's context is never handed to the connection's reads and
@@ -296,7 +298,6 @@ func (c *Conn) readDirect() (websocket.MessageType, []byte, error) {
 	// connection without a close frame. The connection's end stops it.
 	typ, data, err := c.read()
 	if err != nil {
-		c.readFailed(err)
 		c.baton.Unlock()
 		return 0, nil, c.failed("read", err)
 	}
@@ -316,9 +317,14 @@ func (c *Conn) readStopped(ctx context.Context) error {
 }
 
 // read reads a message from the connection; the caller holds the baton.
+// A failure is recorded (readFailed) before the read counts as over: a
+// write that failed meanwhile waits for it (writeFailed).
 func (c *Conn) read() (websocket.MessageType, []byte, error) {
 	c.reading.Add(1)
 	typ, data, err := c.ws.Read(context.Background())
+	if err != nil {
+		c.readFailed(err)
+	}
 	c.reading.Add(-1)
 	c.lastRead.Store(c.now())
 	if !c.armed.Load() {
@@ -391,6 +397,9 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 	if ctx.Err() != nil {
 		return fmt.Errorf("wscancel: write: %w", context.Cause(ctx))
 	}
+	if ce := c.op.Err(); ce != nil { // whatever ctx: the connection is closing
+		return fmt.Errorf("wscancel: write: %w", ce)
+	}
 	if d := ctx.Done(); d != nil && d != c.op.Done() {
 		return c.writeWatching(ctx, typ, p)
 	}
@@ -448,6 +457,16 @@ func (c *Conn) abandon(ctx context.Context) {
 // writeFailed tells why a write failed: the cancellation if there is one,
 // else the peer is gone.
 func (c *Conn) writeFailed(err error) error {
+	if c.op.Err() == nil && errors.Is(err, net.ErrClosed) && c.reading.Load() > 0 {
+		// coder/websocket closed the connection under a read under way:
+		// the peer's close frame or a protocol error, which that read
+		// reports (the connection being closed, it returns at once), or
+		// End closing it.
+		select {
+		case <-c.dead:
+		case <-c.closeDone:
+		}
+	}
 	if c.op.Err() == nil && c.claim(websocket.StatusAbnormalClosure, "peer") {
 		c.op.Cancel(cancel.ReasonDisconnect, "connection lost: "+err.Error())
 	}
@@ -468,9 +487,9 @@ func (c *Conn) failed(what string, err error) error {
 // websocket.CloseError in err's chain, and websocket.StatusInternalError
 // (1011) for any other error; if the operation was cancelled, the code of
 // the cancellation (see DefaultCloseStatus). If the peer closed normally
-// (1000, or 1001 going away) and err only says so (the Read error of its
-// close, or the cancellation it caused), the session ends as completed,
-// and End returns nil. End waits for the close (at
+// (1000, 1001 going away, or no code: 1005) and err only says so (the
+// Read error of its close, or the cancellation it caused), the session
+// ends as completed, and End returns nil. End waits for the close (at
 // most the close timeout) and for the connection's goroutines, so it must
 // not be called from an observer of the connection's operation or from an
 // AcceptOptions.OnPongReceived function: it would wait for itself. Calls
@@ -510,14 +529,16 @@ func (c *Conn) End(err error) error {
 }
 
 // peerSaidGoodbye tells whether err only says that the peer closed the
-// connection normally (1000, or 1001 going away): the Read error of its
+// connection normally (1000, 1001 going away, or a close frame without a
+// code, 1005, as a browser's WebSocket.close() sends): the Read error of its
 // close frame, or the cancellation it caused. That is how a session ends,
 // not cancelled work.
 func (c *Conn) peerSaidGoodbye(err error) bool {
 	c.mu.Lock()
 	code, by := c.code, c.by
 	c.mu.Unlock()
-	if by != "peer" || code != websocket.StatusNormalClosure && code != websocket.StatusGoingAway {
+	if by != "peer" || code != websocket.StatusNormalClosure && code != websocket.StatusGoingAway &&
+		code != websocket.StatusNoStatusRcvd {
 		return false
 	}
 	if websocket.CloseStatus(err) == code {
@@ -560,7 +581,6 @@ func (c *Conn) reader() {
 		}
 		typ, data, err := c.read()
 		if err != nil {
-			c.readFailed(err)
 			c.baton.Unlock()
 			return
 		}
@@ -736,7 +756,7 @@ func (c *Conn) closeCancelled() {
 		c.claim(websocket.StatusAbnormalClosure, "peer")
 		c.ws.CloseNow()
 	} else {
-		code, text := closeFrame(c.cfg.status(reason))
+		code, text := closeFrame(c.closeStatus(reason))
 		if !c.claim(code, "local") {
 			// A protocol error claimed 1002 first: say that (coder/websocket
 			// has, for most; not for an unmasked frame).
@@ -749,6 +769,19 @@ func (c *Conn) closeCancelled() {
 		c.closeBounded(code, text)
 	}
 	c.closed()
+}
+
+// closeStatus is the close code and text for reason, from WithCloseStatus's
+// function; if it panics (it runs on the cancellation's goroutine, where
+// nothing would recover), DefaultCloseStatus's.
+func (c *Conn) closeStatus(reason cancel.Reason) (code websocket.StatusCode, text string) {
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("wscancel: WithCloseStatus function panicked", slog.Any("panic", p))
+			code, text = DefaultCloseStatus(reason)
+		}
+	}()
+	return c.cfg.status(reason)
 }
 
 // closeEnded closes the connection when End is called.
