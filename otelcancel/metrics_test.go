@@ -46,28 +46,7 @@ func TestInstruments(t *testing.T) {
 		{"cancel.stop.latency", "s", "histogram"},
 		{"cancel.progress.reports", "{report}", "counter"},
 	} {
-		m := mustMetric(t, rm, tc.name)
-		if m.Unit != tc.unit {
-			t.Errorf("%s: unit %q, want %q", tc.name, m.Unit, tc.unit)
-		}
-		if m.Description == "" {
-			t.Errorf("%s: no description", tc.name)
-		}
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			if want := tc.kind == "counter"; d.IsMonotonic != want || tc.kind == "histogram" {
-				t.Errorf("%s: sum, monotonic %v, want a %s", tc.name, d.IsMonotonic, tc.kind)
-			}
-			if d.Temporality != metricdata.CumulativeTemporality {
-				t.Errorf("%s: temporality %v", tc.name, d.Temporality)
-			}
-		case metricdata.Histogram[float64]:
-			if tc.kind != "histogram" {
-				t.Errorf("%s: histogram, want a %s", tc.name, tc.kind)
-			}
-		default:
-			t.Errorf("%s: data %T", tc.name, m.Data)
-		}
+		checkInstrument(t, rm, tc.name, tc.unit, tc.kind)
 	}
 	var names []string
 	for _, sm := range rm.ScopeMetrics {
@@ -449,4 +428,33 @@ func TestDefaultAndOwnObserverCountOnce(t *testing.T) {
 	if s, e := len(h.spans.Started()), len(h.spans.Ended()); s != 1 || e != 1 {
 		t.Errorf("spans started %d, ended %d; want 1 and 1", s, e)
 	}
+}
+
+// checkInstrument checks an instrument's unit, description and kind
+// (counter, updown or histogram), and returns it.
+func checkInstrument(t *testing.T, rm metricdata.ResourceMetrics, name, unit, kind string) metricdata.Metrics {
+	t.Helper()
+	m := mustMetric(t, rm, name)
+	if m.Unit != unit {
+		t.Errorf("%s: unit %q, want %q", name, m.Unit, unit)
+	}
+	if m.Description == "" {
+		t.Errorf("%s: no description", name)
+	}
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		if want := kind == "counter"; d.IsMonotonic != want || kind == "histogram" {
+			t.Errorf("%s: sum, monotonic %v, want a %s", name, d.IsMonotonic, kind)
+		}
+		if d.Temporality != metricdata.CumulativeTemporality {
+			t.Errorf("%s: temporality %v", name, d.Temporality)
+		}
+	case metricdata.Histogram[float64]:
+		if kind != "histogram" {
+			t.Errorf("%s: histogram, want a %s", name, kind)
+		}
+	default:
+		t.Errorf("%s: data %T", name, m.Data)
+	}
+	return m
 }

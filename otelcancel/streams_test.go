@@ -119,32 +119,13 @@ func TestStreamInstruments(t *testing.T) {
 		{"cancel.sse.stream.duration", "s", "histogram"},
 		{"cancel.sse.ends", "{1}", "counter"},
 	} {
-		m := mustMetric(t, rm, tc.name)
-		if m.Unit != tc.unit {
-			t.Errorf("%s: unit %q, want %q", tc.name, m.Unit, tc.unit)
-		}
-		if m.Description == "" {
-			t.Errorf("%s: no description", tc.name)
-		}
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			if want := tc.kind == "counter"; d.IsMonotonic != want || tc.kind == "histogram" {
-				t.Errorf("%s: sum, monotonic %v, want a %s", tc.name, d.IsMonotonic, tc.kind)
-			}
-			if d.Temporality != metricdata.CumulativeTemporality {
-				t.Errorf("%s: temporality %v", tc.name, d.Temporality)
-			}
-		case metricdata.Histogram[float64]:
-			if tc.kind != "histogram" {
-				t.Errorf("%s: histogram, want a %s", tc.name, tc.kind)
-			}
+		m := checkInstrument(t, rm, tc.name, tc.unit, tc.kind)
+		if d, ok := m.Data.(metricdata.Histogram[float64]); ok {
 			for _, dp := range d.DataPoints {
 				if !slices.Equal(dp.Bounds, DefaultStreamBuckets) {
 					t.Errorf("%s: bounds %v, want DefaultStreamBuckets", tc.name, dp.Bounds)
 				}
 			}
-		default:
-			t.Errorf("%s: data %T", tc.name, m.Data)
 		}
 	}
 	var n int

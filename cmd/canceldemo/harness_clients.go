@@ -243,10 +243,15 @@ func (h *harness) scClientTimeout(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
-// dialRaw opens a TCP connection to the service.
-func (h *harness) dialRaw(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", h.addr)
+// dialRaw opens a TCP connection to the service with d, for one request,
+// which must be over within 20s.
+func (h *harness) dialRaw(ctx context.Context, d net.Dialer) (net.Conn, error) {
+	h.truth.sent(1)
+	c, err := d.DialContext(ctx, "tcp", h.addr)
+	if err == nil {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+	}
+	return c, err
 }
 
 // readHead reads a response's status line and headers.
@@ -284,14 +289,12 @@ func hangUp(c net.Conn, rng *rand.Rand) {
 // Continue), the client sends it and goes away before any response.
 func (h *harness) scHangupBeforeHeaders(ctx context.Context, rng *rand.Rand) {
 	const sc = "hangup-before-headers"
-	h.truth.sent(1)
-	c, err := h.dialRaw(ctx)
+	c, err := h.dialRaw(ctx, net.Dialer{})
 	if err != nil {
 		h.lost(sc, err)
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "POST /h/hangup HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n", h.addr)
 	status, head, err := readHead(bufio.NewReader(c))
 	switch {
@@ -315,14 +318,12 @@ func (h *harness) scHangupBeforeHeaders(ctx context.Context, rng *rand.Rand) {
 // body, then goes away.
 func (h *harness) scHangupMidBody(ctx context.Context, rng *rand.Rand) {
 	const sc = "hangup-mid-body"
-	h.truth.sent(1)
-	c, err := h.dialRaw(ctx)
+	c, err := h.dialRaw(ctx, net.Dialer{})
 	if err != nil {
 		h.lost(sc, err)
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "GET /h/drip?every=2ms HTTP/1.1\r\nHost: %s\r\n\r\n", h.addr)
 	br := bufio.NewReader(c)
 	status, head, err := readHead(br)
@@ -485,15 +486,12 @@ func (h *harness) scSSEHangup(ctx context.Context, rng *rand.Rand) {
 // longer to fill), the client goes away: a disconnect either way.
 func (h *harness) scSSEStalled(ctx context.Context, _ *rand.Rand) {
 	const sc = "sse-stalled"
-	h.truth.sent(1)
-	d := net.Dialer{Control: smallReceiveBuffer}
-	c, err := d.DialContext(ctx, "tcp", h.addr)
+	c, err := h.dialRaw(ctx, net.Dialer{Control: smallReceiveBuffer})
 	if err != nil {
 		h.lost(sc, err)
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "GET /events?n=100000&every=10ms&pad=65536 HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", h.addr)
 	br := bufio.NewReaderSize(c, 1024)
 	status, head, err := readHead(br)

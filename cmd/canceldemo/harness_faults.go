@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Bad input: each gets a clear status or close code, and is counted (an
@@ -51,13 +51,11 @@ func (h *harness) scBadBudget(ctx context.Context, rng *rand.Rand) {
 // rawRequest sends a raw request and returns the status of the answer (0
 // and an error for none).
 func (h *harness) rawRequest(ctx context.Context, req string) (int, error) {
-	h.truth.sent(1)
-	c, err := h.dialRaw(ctx)
+	c, err := h.dialRaw(ctx, net.Dialer{})
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
 		return 0, err
 	}
@@ -293,14 +291,12 @@ func maskedFrame(b0 byte, payload []byte) []byte {
 // for an unmasked frame); the operation's recorded close is counted.
 func (h *harness) scWSGarbage(ctx context.Context, rng *rand.Rand) {
 	const sc = "ws-garbage"
-	h.truth.sent(1)
-	c, err := h.dialRaw(ctx)
+	c, err := h.dialRaw(ctx, net.Dialer{})
 	if err != nil {
 		h.lost(sc, err)
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(c, "GET /ws?ticks=0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", h.addr)
 	br := bufio.NewReader(c)
