@@ -227,6 +227,9 @@ func observersFor(parent *Operation, own []Observer, shielded bool) []Observer {
 	if len(own) == 0 {
 		return base
 	}
+	if len(base) == 0 && len(own) == 1 {
+		return own // the operation's own, and as long-lived
+	}
 	out := base[:len(base):len(base)]
 	for _, o := range own {
 		if !hasObserver(out, o) {

@@ -15,6 +15,7 @@ type config struct {
 	hasTimeout bool
 	sources    []Source
 	observers  []Observer
+	observer1  [1]Observer // backs observers while there is one: no allocation
 	registry   *Registry
 	attrs      []slog.Attr
 	shielded   bool
@@ -98,7 +99,12 @@ func WithSource(s Source) Option {
 // it is a pointer: other observers cannot be compared). A nil o is
 // ignored.
 func WithObserver(o Observer) Option {
-	return func(c *config) { c.observers = appendObservers(c.observers, o) }
+	return func(c *config) {
+		if c.observers == nil {
+			c.observers = c.observer1[:0]
+		}
+		c.observers = appendObservers(c.observers, o)
+	}
 }
 
 // WithRegistry lists the operation in r while it runs, and in r's history

@@ -428,7 +428,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		op.Progress("request budget ignored",
 			slog.String("header", h.cfg.budget), slog.String("problem", badBudget.Error()))
 	}
-	r = r.WithContext(ctx)
+	ww.req = *r.WithContext(ctx) // the copy WithContext makes stays on the stack
+	r = &ww.req
 
 	if timeout > 0 || h.cfg.drain != nil {
 		h.serveAsync(ww, r)

@@ -30,6 +30,9 @@ type writer struct {
 	outer      http.Header
 	outerTaken bool
 	served     servedContext // the request's context, marked as served by ww
+	// req is the request as the handler sees it, with the operation's
+	// context: a field, so that it costs no allocation of its own.
+	req http.Request
 	// header is the handler's own header map when the handler runs on a
 	// goroutine of its own: the middleware may answer on the real map
 	// while the handler still holds this one. Nil when inline.
