@@ -699,3 +699,30 @@ func TestObserverGivenTwiceToldOnce(t *testing.T) {
 	}
 	obsWantLines(t, &l, "hooks start job", "hooks start job", "hooks end job completed", "hooks end job completed")
 }
+
+// obsQuiet is an observer that does nothing and allocates nothing.
+type obsQuiet struct{}
+
+func (*obsQuiet) ObserveStart(ctx context.Context, _ *Operation) context.Context { return ctx }
+func (*obsQuiet) ObserveProgress(*Operation, Progress)                           {}
+func (*obsQuiet) ObserveCancel(*Operation, *Error)                               {}
+func (*obsQuiet) ObserveEnd(*Operation)                                          {}
+
+// An operation's one observer of its own (how httpcancel users pass
+// otelcancel's) costs no allocation beyond the options' own.
+func TestOneObserverAllocatesNothing(t *testing.T) {
+	obsSetDefault(t, nil)
+	ctx := context.Background()
+	plain, observed := WithAttrs(), WithObserver(&obsQuiet{})
+	base := testing.AllocsPerRun(100, func() {
+		_, op := Start(ctx, "op", plain)
+		op.End(nil)
+	})
+	with := testing.AllocsPerRun(100, func() {
+		_, op := Start(ctx, "op", observed)
+		op.End(nil)
+	})
+	if with != base {
+		t.Errorf("Start and End with one observer allocate %v times, %v without", with, base)
+	}
+}

@@ -757,3 +757,36 @@ func TestNameOfRegisteredRedirect(t *testing.T) {
 		}
 	}
 }
+
+// discardResponse is a ResponseWriter that keeps nothing and allocates
+// nothing, reused across requests.
+type discardResponse struct{ header http.Header }
+
+func (w *discardResponse) Header() http.Header         { return w.header }
+func (w *discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardResponse) WriteHeader(int)             {}
+
+// The middleware's allocations per request, with a request context that
+// can be cancelled as net/http's: the writer with the request's copy, the
+// operation with its context and cancel function, and the watch on the
+// request's context (its record, stop function and callback, and the
+// request context's Done channel and children map). Issue 4's budget is
+// 10.
+func TestMiddlewareAllocations(t *testing.T) {
+	body := []byte("hello\n")
+	hello := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) })
+	perRequest := func(h http.Handler) float64 {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		w := &discardResponse{header: http.Header{}}
+		return testing.AllocsPerRun(200, func() {
+			ctx, done := context.WithCancel(context.Background())
+			h.ServeHTTP(w, req.WithContext(ctx))
+			done()
+		})
+	}
+	bare, wrapped := perRequest(hello), perRequest(Middleware()(hello))
+	t.Logf("bare %v, with the middleware %v", bare, wrapped)
+	if extra := wrapped - bare; extra > 10 {
+		t.Errorf("the middleware allocates %v times per request, want at most 10", extra)
+	}
+}
