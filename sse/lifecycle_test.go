@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +206,30 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].ID != sent.ID || evs[0].Data != sent.Data {
 		t.Errorf("Send(%+q) accepted; the client reads %+q", sent, evs)
+	}
+}
+
+// TestObserverCountUsesStream: an observer told of a counted event may use
+// the stream: here it reports progress after the first event, which
+// WithProgress sends to the client. Counts were reported while the stream
+// held its lock, and this deadlocked.
+func TestObserverCountUsesStream(t *testing.T) {
+	var reported atomic.Bool
+	report := cancel.WithObserver(cancel.Hooks{OnCount: func(op *cancel.Operation, name string, _ int64) {
+		if name == "sse.events" && reported.CompareAndSwap(false, true) {
+			op.Progress("first event sent")
+		}
+	}})
+	ended := make(chan error, 1)
+	ts := serve(t, handle(t, ended, func(s *Stream) error {
+		return s.Send(Event{Data: "first"})
+	}, WithProgress(), WithOperationOptions(report)))
+	_, p := open(t, ts.URL)
+	evs := readAll(t, p)
+	if err := recv(t, ended); err != nil {
+		t.Fatalf("End: %v", err)
+	}
+	if len(evs) != 2 || evs[0].Data != "first" || evs[1].Type != "progress" {
+		t.Errorf("the client read %+v, want the event and then the progress report", evs)
 	}
 }

@@ -262,6 +262,7 @@ func (s *Stream) Send(e Event) error {
 		err = s.writeEventLocked(s.buf)
 	}
 	s.mu.Unlock()
+	s.counted(err)
 	return s.fail(err)
 }
 
@@ -368,8 +369,9 @@ func (s *Stream) end(err error) error {
 	s.mu.Lock()
 	// So is one that came since (while End waited here for a write under
 	// way, say): the watcher is stopped, and the client must be told.
+	var final error = ErrEnded
 	if e, ok := s.op.Err().(*cancel.Error); ok {
-		s.finishLocked(e)
+		final = s.finishLocked(e)
 	}
 	s.stopped = true
 	if s.err == nil {
@@ -377,6 +379,7 @@ func (s *Stream) end(err error) error {
 	}
 	n, failed := s.events.Load(), s.failed
 	s.mu.Unlock()
+	s.counted(final)
 	if !failed {
 		// Bound what net/http writes once the handler returns (the end of
 		// a chunked body) on a client that stopped reading; net/http clears
@@ -404,7 +407,6 @@ func (s *Stream) end(err error) error {
 	return s.op.End(err)
 }
 
-// positiveOr returns a if it is positive, else b.
 // sendFree tells whether no write holds the stream.
 func sendFree(s *Stream) bool {
 	if s.mu.TryLock() {
@@ -414,6 +416,7 @@ func sendFree(s *Stream) bool {
 	return false
 }
 
+// positiveOr returns a if it is positive, else b.
 func positiveOr(a, b time.Duration) time.Duration {
 	if a > 0 {
 		return a
@@ -432,14 +435,22 @@ func (s *Stream) writableLocked() error {
 	return nil
 }
 
-// writeEventLocked writes an event and counts it.
+// writeEventLocked writes an event and counts it in Events. The caller
+// tells the observers with counted once it released the lock: they may use
+// the stream.
 func (s *Stream) writeEventLocked(b []byte) error {
 	if err := s.writeLocked(b); err != nil {
 		return err
 	}
 	s.events.Add(1)
-	s.op.Count("sse.events", 1)
 	return nil
+}
+
+// counted tells the observers that an event was written, if err is nil.
+func (s *Stream) counted(err error) {
+	if err == nil {
+		s.op.Count("sse.events", 1)
+	}
 }
 
 // writeLocked writes b and flushes, within the write timeout.
@@ -532,29 +543,33 @@ func (s *Stream) finish() {
 		s.rc.SetWriteDeadline(time.Now().Add(positiveOr(s.timeout, finalTimeout)))
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.finishLocked(e)
+	err := s.finishLocked(e)
+	s.mu.Unlock()
+	s.counted(err)
 }
 
 // finishLocked writes the final event for the cancellation e, unless the
-// stream can no longer write, and closes the stream to further writes.
-func (s *Stream) finishLocked(e *cancel.Error) {
+// stream can no longer write, and closes the stream to further writes. It
+// returns nil if it wrote the event.
+func (s *Stream) finishLocked(e *cancel.Error) error {
 	if s.err != nil || s.stopped {
-		return
+		return ErrEnded
 	}
 	s.err = e
 	reason := cancel.RootReason(e)
 	if reason == cancel.ReasonDisconnect {
-		return
+		return e // the client is gone: nothing to tell it
 	}
 	if s.timeout == 0 {
 		s.rc.SetWriteDeadline(time.Now().Add(finalTimeout))
 	}
 	s.buf = appendCancelled(s.buf[:0], reason)
-	if s.writeEventLocked(s.buf) == nil && s.clearAfter {
+	err := s.writeEventLocked(s.buf)
+	if err == nil && s.clearAfter {
 		s.rc.SetWriteDeadline(time.Time{}) // see flushLocked
 	}
 	// A failed write here needs no fail: the operation is cancelled.
+	return err
 }
 
 // messages are what the client is told for each reason: fixed texts, never
@@ -628,6 +643,7 @@ func (s *Stream) forwardProgress(_ *cancel.Operation, pr cancel.Progress) {
 		err = s.writeEventLocked(s.buf)
 	}
 	s.mu.Unlock()
+	s.counted(err)
 	s.fail(err)
 }
 

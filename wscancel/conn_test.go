@@ -433,6 +433,49 @@ func TestJSON(t *testing.T) {
 	e.wantClose(t, 1007, "local", "")
 }
 
+// ReadJSON into something that is not a non-nil pointer is the server's
+// mistake: the peer is not told its message was invalid JSON (1007), and
+// the message is still there to read.
+func TestReadJSONIntoNothing(t *testing.T) {
+	wrong := make(chan error, 1) // what the handler found wrong
+	handler := func(ctx context.Context, c *wscancel.Conn) error {
+		var notPointer struct{ N int }
+		for _, v := range []any{nil, notPointer, (*struct{ N int })(nil)} {
+			err := c.ReadJSON(ctx, v)
+			if ue := new(json.InvalidUnmarshalError); !errors.As(err, &ue) {
+				wrong <- fmt.Errorf("ReadJSON(%#v) = %v, want a *json.InvalidUnmarshalError", v, err)
+				return nil
+			}
+		}
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.Write(ctx, websocket.MessageText, data); err != nil {
+			return err
+		}
+		return c.ReadJSON(ctx, nil)
+	}
+	url, rec := server(t, handler)
+	c := dial(t, url)
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second) // a guard
+	defer stop()
+	c.Write(ctx, websocket.MessageText, []byte(`{"N":1}`))
+	if _, got, err := c.Read(ctx); err != nil || string(got) != `{"N":1}` {
+		t.Fatalf("got %s, %v; want the message back", got, err)
+	}
+	if ce := readUntilClosed(t, c); ce.Code != websocket.StatusInternalError {
+		t.Errorf("client got %v, want 1011", ce)
+	}
+	e := rec.wait(t)
+	select {
+	case err := <-wrong:
+		t.Fatal(err)
+	default:
+	}
+	e.wantClose(t, int64(websocket.StatusInternalError), "local", "")
+}
+
 func TestProgressForwarded(t *testing.T) {
 	work := func(ctx context.Context, c *wscancel.Conn) error {
 		cancel.FromContext(ctx).Progress("half way",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/cancelable-go/cancelable/cancel"
 	"github.com/cancelable-go/cancelable/internal/attrjson"
@@ -13,8 +14,13 @@ import (
 // ReadJSON reads the next data message and decodes it as JSON into v. A
 // message that is not valid JSON for v yields an error that also holds a
 // websocket.CloseError with websocket.StatusInvalidFramePayloadData
-// (1007): a handler returning it closes the connection with that code.
+// (1007): a handler returning it closes the connection with that code. A v
+// that is not a non-nil pointer is the server's mistake, not the peer's:
+// ReadJSON returns a *json.InvalidUnmarshalError at once and reads nothing.
 func (c *Conn) ReadJSON(ctx context.Context, v any) error {
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("wscancel: read JSON: %w", &json.InvalidUnmarshalError{Type: reflect.TypeOf(v)})
+	}
 	_, data, err := c.Read(ctx)
 	if err != nil {
 		return err
