@@ -9,7 +9,7 @@ HARNESS_N ?= 20000
 # users never download.
 MODULES := cmd/canceldemo tools tools/stack tools/dashboards tools/perf
 
-.PHONY: demo test unit e2e lint bench fuzz fmt jaeger node canceldemo up down dashboards
+.PHONY: demo test unit e2e lint bench bench-pairs fuzz fmt jaeger node canceldemo up down dashboards
 
 # The demo service with its embedded trace viewer; no Jaeger needed.
 demo:
@@ -81,19 +81,24 @@ BENCH_RE_sse := ^BenchmarkSSE(InProcess)?$$
 BENCH_RE_wscancel := ^BenchmarkWS$$
 LOAD_FLAGS ?= -rounds 5 -duration 10s -warmup 2s -connections 32 -threads 2
 
-bench:
-	@mkdir -p $(BENCH_DIR) && rm -f $(BENCH_DIR)/*.txt $(BENCH_DIR)/*.md
-	$(foreach p,$(BENCH_PKGS),$(GO) test -c -o $(BENCH_DIR)/$(p).test ./$(p)/ &&) true
-	for i in $$(seq $(BENCH_ROUNDS)); do \
-	  $(foreach p,$(BENCH_PKGS),(cd $(p) && $(BENCH_DIR)/$(p).test -test.run '^$$' -test.bench '$(BENCH_RE_$(p))' -test.benchmem -test.count 1) >> $(BENCH_DIR)/bench_$(p).txt || exit 1;) \
-	done
+bench: bench-pairs
 	cd httpcancel && $(BENCH_DIR)/httpcancel.test -test.run '^$$' -test.bench '^Benchmark(TimeoutLateness|DisconnectDetection)$$' -test.benchtime 200x > $(BENCH_DIR)/latency.txt
-	cd tools/perf && $(GO) run ./cmd/benchpairs $(foreach p,$(BENCH_PKGS),$(BENCH_DIR)/bench_$(p).txt) > $(BENCH_DIR)/pairs.md
 	cd cancel && $(BENCH_DIR)/cancel.test -test.run '^$$' -test.bench '^BenchmarkRegistryScale$$' -test.benchtime 3x -test.count 3 -test.benchmem > $(BENCH_DIR)/scale_registry.txt
 	cd sse && $(BENCH_DIR)/sse.test -test.run '^$$' -test.bench '^BenchmarkSSEScale$$' -test.benchtime 1x -test.count 3 > $(BENCH_DIR)/scale_sse.txt
 	cd wscancel && $(BENCH_DIR)/wscancel.test -test.run '^$$' -test.bench '^BenchmarkWSScale$$' -test.benchtime 1x -test.count 3 > $(BENCH_DIR)/scale_ws.txt
 	cd tools/perf && $(GO) run ./cmd/httpload $(LOAD_FLAGS) > $(BENCH_DIR)/load.md
 	@cd $(BENCH_DIR) && cat latency.txt pairs.md scale_*.txt load.md
+
+# Only the interleaved rounds and the verdicts, for some packages:
+# make bench-pairs BENCH_PKGS="otelcancel httpcancel" BENCH_ROUNDS=20
+bench-pairs:
+	@mkdir -p $(BENCH_DIR) && rm -f $(BENCH_DIR)/*.txt $(BENCH_DIR)/*.md
+	$(foreach p,$(BENCH_PKGS),$(GO) test -c -o $(BENCH_DIR)/$(p).test ./$(p)/ &&) true
+	for i in $$(seq $(BENCH_ROUNDS)); do \
+	  $(foreach p,$(BENCH_PKGS),(cd $(p) && $(BENCH_DIR)/$(p).test -test.run '^$$' -test.bench '$(BENCH_RE_$(p))' -test.benchmem -test.count 1) >> $(BENCH_DIR)/bench_$(p).txt || exit 1;) \
+	done
+	cd tools/perf && $(GO) run ./cmd/benchpairs $(foreach p,$(BENCH_PKGS),$(BENCH_DIR)/bench_$(p).txt) > $(BENCH_DIR)/pairs.md
+	@cat $(BENCH_DIR)/pairs.md
 
 # Every fuzz target of the library, FUZZTIME each.
 FUZZTIME ?= 30s
