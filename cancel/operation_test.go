@@ -560,3 +560,32 @@ func TestRunGoexitEndsOperation(t *testing.T) {
 		t.Fatalf("after Goexit: %d live operations, %d token callbacks", n, tok.registered())
 	}
 }
+
+// TestShieldPanicEndsSection: a panic in the shielded section goes on up,
+// as in Run, but the section still ends (as failed): otherwise its span
+// would never end and the active gauge would count it for ever.
+func TestShieldPanicEndsSection(t *testing.T) {
+	rec := &recorder{}
+	ctx, op := Start(context.Background(), "outer", WithObserver(rec))
+	var section *Operation
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the section's panic", r)
+			}
+		}()
+		Shield(ctx, func(sctx context.Context) error {
+			section = FromContext(sctx)
+			panic("boom")
+		})
+	}()
+	if section.Status() != StatusFailed {
+		t.Fatalf("section status %v after its panic, want failed", section.Status())
+	}
+	op.End(nil)
+	wantEvents(t, rec,
+		"start outer pending",
+		"start shield pending",
+		"end shield failed ",
+		"end outer completed ")
+}
