@@ -24,7 +24,7 @@ type Error struct {
 }
 
 // Error returns "op: cancelled (reason): message: cause", leaving out the
-// parts that are empty.
+// parts that are empty, and the cause when the message is its text.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Op != "" {
@@ -41,7 +41,9 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
-	if e.Cause != nil {
+	// A canceller that gives an error as both message (for span events,
+	// which carry no cause) and cause should not see it said twice.
+	if e.Cause != nil && e.Message != e.Cause.Error() {
 		b.WriteString(": ")
 		b.WriteString(e.Cause.Error())
 	}

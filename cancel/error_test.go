@@ -95,6 +95,12 @@ func TestErrorMessage(t *testing.T) {
 		{&Error{Reason: ReasonError, Message: "db down", Cause: io.ErrUnexpectedEOF}, "cancelled (error): db down: unexpected EOF"},
 		// A zero Reason (a hand-made Error) leaves out the empty part.
 		{&Error{Message: "why"}, "cancelled: why"},
+		// A message that is the cause's text says it once (a stream's
+		// invalid option is both).
+		{
+			&Error{Reason: ReasonError, Op: "s", Message: "cancel: invalid ReportEvery: bad", Cause: &OptionError{Option: "ReportEvery", Problem: "bad"}},
+			"s: cancelled (error): cancel: invalid ReportEvery: bad",
+		},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)

@@ -695,6 +695,9 @@ func TestStreamInvalidOptions(t *testing.T) {
 				if !errors.As(err, &oe) || oe.Option != o.option {
 					t.Errorf("End = %v, want an *OptionError for %s", err, o.option)
 				}
+				if n := strings.Count(err.Error(), "negative"); n != 1 {
+					t.Errorf("End = %q, says what is wrong %d times, want once", err, n)
+				}
 				if msg := op.Info().Message; !strings.Contains(msg, o.option) || !strings.Contains(msg, "negative") {
 					t.Errorf("cancellation message %q does not name %s and what is wrong", msg, o.option)
 				}
