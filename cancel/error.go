@@ -3,6 +3,7 @@ package cancel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -43,9 +44,11 @@ func (e *Error) Error() string {
 	}
 	// A canceller that gives an error as both message (for span events,
 	// which carry no cause) and cause should not see it said twice.
-	if e.Cause != nil && e.Message != e.Cause.Error() {
-		b.WriteString(": ")
-		b.WriteString(e.Cause.Error())
+	if e.Cause != nil {
+		if cause := errorText(e.Cause); cause != e.Message {
+			b.WriteString(": ")
+			b.WriteString(cause)
+		}
 	}
 	return b.String()
 }
@@ -128,7 +131,7 @@ type cancelledError struct {
 }
 
 func (e *cancelledError) Error() string {
-	msg, why := e.err.Error(), e.cause.Error()
+	msg, why := errorText(e.err), e.cause.Error()
 	if strings.Contains(msg, why) {
 		return msg
 	}
@@ -149,3 +152,8 @@ func withCancellation(err error, ce *Error) error {
 	}
 	return &cancelledError{err: err, cause: ce}
 }
+
+// errorText is err's text as fmt prints it: a typed nil (a nil pointer
+// whose Error method dereferences it) or an Error method that panics gives
+// a placeholder instead of a panic inside End.
+func errorText(err error) string { return fmt.Sprint(err) }

@@ -51,7 +51,7 @@ func (op *Operation) Info() Info {
 		i.Duration = time.Since(op.start)
 	}
 	if op.cause != nil {
-		i.Error = op.cause.Error()
+		i.Error = errorText(op.cause) // under the lock: it must not panic
 	}
 	if op.progress != nil {
 		p := *op.progress

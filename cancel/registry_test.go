@@ -897,3 +897,43 @@ func TestInfoProgressAttrsAreCopied(t *testing.T) {
 		t.Fatalf("last progress attrs %v, want i=1", got)
 	}
 }
+
+// typedNilError is the classic typed nil: a nil *typedNilError returned as
+// an error is a non-nil error whose Error method dereferences nil.
+type typedNilError struct{ msg string }
+
+func (e *typedNilError) Error() string { return e.msg }
+
+// TestEndWithTypedNilError: End with an error whose Error method panics (a
+// typed nil) must not panic: the registry's snapshot of the operation,
+// taken inside End, used to panic with the operation's lock held, so that
+// End panicked, observers never heard of the end, and every later List,
+// Stats or Status call on the operation hung.
+func TestEndWithTypedNilError(t *testing.T) {
+	reg := &Registry{}
+	var ended atomic.Bool
+	_, op := Start(context.Background(), "job", WithRegistry(reg),
+		WithObserver(Hooks{OnEnd: func(*Operation) { ended.Store(true) }}))
+	var nilErr *typedNilError
+	if err := op.End(nilErr); err != error(nilErr) {
+		t.Fatalf("End = %#v, want the body's error", err)
+	}
+	if !ended.Load() || op.Status() != StatusFailed {
+		t.Fatalf("ended %v, status %v; want the end observed and failed", ended.Load(), op.Status())
+	}
+	if n := len(reg.List(Filter{})); n != 0 {
+		t.Fatalf("%d live operations after End", n)
+	}
+	if i, ok := reg.Lookup(op.ID()); !ok || i.Error != "<nil>" {
+		t.Fatalf("Lookup = %+v, %v; want the failure, as fmt prints it", i, ok)
+	}
+
+	// After a cancellation, End adds it to the body's error: its text
+	// must not panic either.
+	_, op = Start(context.Background(), "job", WithRegistry(reg))
+	op.Cancel(ReasonManual, "stop")
+	err := op.End(nilErr)
+	if got, want := err.Error(), "<nil> (job: cancelled (manual): stop)"; got != want {
+		t.Fatalf("End = %q, want %q", got, want)
+	}
+}
