@@ -199,14 +199,14 @@ func (s *conditionSource) poll(ctx context.Context, fire func(Reason, string), l
 	if err != nil {
 		// Report a failure once, not at every interval: a broken probe
 		// polled often would flood the traces. A new error is reported.
-		msg := err.Error()
+		msg := errorText(err) // not err.Error(): a typed nil must not crash the poller
 		if msg == *lastErr {
 			return false
 		}
 		*lastErr = msg
 		if op := FromContext(ctx); op != nil && ctx.Err() == nil {
 			op.Progress("condition check failed",
-				slog.String("condition", s.name), slog.String("error", err.Error()))
+				slog.String("condition", s.name), slog.String("error", msg))
 		}
 		return false
 	}

@@ -1231,3 +1231,33 @@ func TestTimeoutFiresAtReportedDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionTypedNilErrorReported: a check that returns a typed nil
+// error (whose Error method dereferences nil) is a failed check like any
+// other. Its text used to be taken outside the check's recover, on the
+// poller's goroutine: the panic ended the process.
+func TestConditionTypedNilErrorReported(t *testing.T) {
+	rec := &srcRecorder{}
+	var calls atomic.Int32
+	ctx, op := Start(context.Background(), "job", WithObserver(rec.observer()),
+		WithCondition("probe", func(context.Context) (bool, error) {
+			switch calls.Add(1) {
+			case 1: // at Start
+				return false, nil
+			case 2: // on the poller's goroutine
+				var nilErr *typedNilError
+				return false, nilErr
+			}
+			return true, nil
+		}, time.Millisecond))
+	srcWait(t, ctx.Done(), "the condition after a typed nil error")
+	srcCancelErr(t, op, ReasonCondition, "probe")
+	op.End(ctx.Err())
+	_, _, progress := rec.snapshot()
+	if len(progress) != 1 {
+		t.Fatalf("got %d progress reports, want 1: %+v", len(progress), progress)
+	}
+	if v, _ := srcAttr(progress[0], "error"); v != "<nil>" {
+		t.Errorf("error attr %q, want the error as fmt prints it", v)
+	}
+}
