@@ -621,7 +621,9 @@ func (o *Observer) ObserveEnd(op *cancel.Operation) {
 		span.SetAttributes(endAttrs(nil, op, status, reason)...)
 	}
 	if status == cancel.StatusCancelled || status == cancel.StatusFailed {
-		span.SetStatus(codes.Error, op.Cause().Error())
+		// fmt, not Error(): a typed nil's Error panics, and the span must
+		// still end.
+		span.SetStatus(codes.Error, fmt.Sprint(op.Cause()))
 	} else if s.adopted && op.Reason() != 0 {
 		// ObserveCancel recorded the cancellation on the adopted span, but
 		// the operation completed: undo it as far as the API lets us (a

@@ -216,6 +216,23 @@ func TestSpanFailed(t *testing.T) {
 	}
 }
 
+// TestSpanFailedWithTypedNil: a typed nil error (a nil *failure, whose
+// Error method dereferences nil) still ends the span, with the error as
+// fmt prints it. Taking its text used to panic in ObserveEnd: the panic was
+// contained, but the span was never ended, so never exported.
+func TestSpanFailedWithTypedNil(t *testing.T) {
+	h := newHarness(t, nil)
+	_, op := h.start(context.Background(), "work")
+	var nilErr *failure
+	op.End(nilErr)
+	s := h.span(t, "work")
+	wantAttr(t, "span", s.Attributes(), KeyOutcome, attribute.StringValue("failed"))
+	wantAttr(t, "span", s.Attributes(), KeyErrorType, attribute.StringValue("*otelcancel.failure"))
+	if st := s.Status(); st.Code != codes.Error || st.Description != "<nil>" {
+		t.Errorf("status %v, want Error %q", st, "<nil>")
+	}
+}
+
 // The reasons the core's own sources give reach the span.
 func TestSpanReasonsFromSources(t *testing.T) {
 	h := newHarness(t, nil)
