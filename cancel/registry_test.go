@@ -937,3 +937,62 @@ func TestEndWithTypedNilError(t *testing.T) {
 		t.Fatalf("End = %q, want %q", got, want)
 	}
 }
+
+// TestRegistryHistoryLimitReadOnce: HistoryLimit is read when the first
+// operation ends; changing it later neither grows nor shrinks the history.
+func TestRegistryHistoryLimitReadOnce(t *testing.T) {
+	for _, tc := range []struct{ first, later, want int }{
+		{2, 5, 2},
+		{3, 1, 3},
+		{-1, 4, 0},
+	} {
+		r := &Registry{HistoryLimit: tc.first}
+		run := func(n int) {
+			for range n {
+				_, op := Start(context.Background(), "job", WithRegistry(r))
+				op.End(nil)
+			}
+		}
+		run(1)
+		r.HistoryLimit = tc.later
+		run(5)
+		if n := len(r.History(Filter{})); n != tc.want {
+			t.Errorf("HistoryLimit %d then %d: history of %d, want %d", tc.first, tc.later, n, tc.want)
+		}
+	}
+}
+
+// TestInfoFarDeadlines: a deadline far in the future neither fires nor
+// breaks the snapshots. One JSON cannot encode (past year 9999) is left out
+// of Info, which would otherwise fail to marshal, with every list holding
+// it; the context still reports it.
+func TestInfoFarDeadlines(t *testing.T) {
+	r := &Registry{}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx1, op1 := Start(context.Background(), "far", WithDeadline(far), WithRegistry(r))
+	ctx2, op2 := Start(context.Background(), "longest", WithTimeout(math.MaxInt64), WithRegistry(r))
+	if d, ok := ctx1.Deadline(); !ok || !d.Equal(far) {
+		t.Fatalf("context deadline %v, %v; want %v", d, ok, far)
+	}
+	if i := op1.Info(); !i.Deadline.IsZero() {
+		t.Fatalf("Info.Deadline = %v, want it left out", i.Deadline)
+	}
+	if d, ok := ctx2.Deadline(); !ok || d.Before(time.Now().AddDate(290, 0, 0)) {
+		t.Fatalf("WithTimeout(MaxInt64) deadline %v, %v; want about 292 years ahead", d, ok)
+	}
+	var infos []Info
+	for _, op := range r.List(Filter{}) {
+		infos = append(infos, op.Info())
+	}
+	if _, err := json.Marshal(infos); err != nil {
+		t.Fatalf("marshalling the live operations: %v", err)
+	}
+	if ctx1.Err() != nil || ctx2.Err() != nil {
+		t.Fatal("a far deadline fired")
+	}
+	op1.End(nil)
+	op2.End(nil)
+	if _, err := json.Marshal(r.History(Filter{})); err != nil {
+		t.Fatalf("marshalling the history: %v", err)
+	}
+}
