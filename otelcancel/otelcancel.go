@@ -754,14 +754,11 @@ func appendSlogAttrs(dst []attribute.KeyValue, prefix string, attrs []slog.Attr)
 
 func anyAttr(key string, v any) attribute.KeyValue {
 	switch v := v.(type) {
-	case error:
-		if v != nil && !isNil(v) {
-			return attribute.String(key, v.Error())
-		}
-	case fmt.Stringer:
-		if !isNil(v) {
-			return attribute.String(key, v.String())
-		}
+	case error, fmt.Stringer:
+		// fmt, not Error or String: it survives a nil receiver and a
+		// panicking method, which would keep ObserveEnd from ending the
+		// span.
+		return attribute.String(key, fmt.Sprint(v))
 	case []string:
 		return attribute.StringSlice(key, slices.Clone(v))
 	case []int64:

@@ -312,6 +312,12 @@ type stringer struct{ s string }
 
 func (s stringer) String() string { return "stringer:" + s.s }
 
+// panicky is a value whose String method panics: its attribute must read as
+// fmt prints it, and must not keep the span from ending.
+type panicky struct{}
+
+func (panicky) String() string { panic("no string") }
+
 type valuer struct{}
 
 func (valuer) LogValue() slog.Value {
@@ -345,6 +351,7 @@ func TestSlogAttrs(t *testing.T) {
 		slog.Any("err", &failure{9}),
 		slog.Any("nilerr", nilErr),
 		slog.Any("str", stringer{"x"}),
+		slog.Any("panicky", panicky{}),
 		slog.Any("strs", []string{"a", "b"}),
 		slog.Any("ints", []int{1, 2}),
 		slog.Any("i64s", []int64{3, 4}),
@@ -378,6 +385,7 @@ func TestSlogAttrs(t *testing.T) {
 		"err":        attribute.StringValue("failure 9"),
 		"nilerr":     attribute.StringValue("<nil>"),
 		"str":        attribute.StringValue("stringer:x"),
+		"panicky":    attribute.StringValue("%!v(PANIC=String method: no string)"),
 		"strs":       attribute.StringSliceValue([]string{"a", "b"}),
 		"ints":       attribute.Int64SliceValue([]int64{1, 2}),
 		"i64s":       attribute.Int64SliceValue([]int64{3, 4}),
