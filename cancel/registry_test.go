@@ -996,3 +996,27 @@ func TestInfoFarDeadlines(t *testing.T) {
 		t.Fatalf("marshalling the history: %v", err)
 	}
 }
+
+// TestRegistryRecordsInvalidOperation: an operation that fails at Start
+// with an invalid option is never live, but operators see it: it is in
+// the history, as failed with the *OptionError, and in the counts.
+func TestRegistryRecordsInvalidOperation(t *testing.T) {
+	r := &Registry{}
+	_, op := Start(context.Background(), "misconfigured", WithRegistry(r),
+		WithCondition("never", nil, time.Second))
+	err := op.End(nil)
+	var oe *OptionError
+	if !errors.As(err, &oe) || oe.Option != "WithCondition" {
+		t.Fatalf("End = %v, want the *OptionError", err)
+	}
+	if n := len(r.List(Filter{})); n != 0 {
+		t.Fatalf("%d live operations, want none", n)
+	}
+	h := r.History(Filter{Status: StatusFailed})
+	if len(h) != 1 || h[0].ID != op.ID() || h[0].Error != err.Error() {
+		t.Fatalf("history %+v, want the failed operation with its error", h)
+	}
+	if st := r.Stats(); st.Active != 0 || st.ByStatus[StatusFailed] != 1 || st.Completed != 0 {
+		t.Fatalf("Stats %+v", st)
+	}
+}
