@@ -124,7 +124,7 @@ func FromContext(ctx context.Context) *Operation {
 // returns the *Error of the cancellation, or ErrEnded.
 //
 // Invalid options do not panic: the operation fails at once with an
-// *OptionError, which End returns.
+// *OptionError, which End returns and context.Cause gives.
 func Start(ctx context.Context, name string, opts ...Option) (context.Context, *Operation) {
 	var op *Operation
 	var x *opExtra

@@ -138,8 +138,9 @@ func AdoptSpan() Option {
 
 // WithParentReason decides the reason the operation is cancelled with when
 // its parent context is cancelled: reason is given the parent's cause and
-// returns a reason and a message. The default, and what a zero Reason or
-// ReasonParent from reason means, is ReasonParent wrapping the cause. It is
+// returns a reason and a message. The default, and what a zero Reason,
+// ReasonParent or a Reason outside the closed set from reason means, is
+// ReasonParent wrapping the cause. It is
 // for contexts whose cancellation means something of its own: net/http
 // cancels a request's context without a cause when the client goes away.
 // The cause is kept as the *Error's Cause unless it is a bare

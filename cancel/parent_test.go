@@ -392,6 +392,16 @@ func TestWithParentReason(t *testing.T) {
 		}
 		op.End(ctx.Err())
 	})
+	t.Run("a reason outside the set keeps the default", func(t *testing.T) {
+		parent, cancelParent := context.WithCancel(context.Background())
+		ctx, op := Start(parent, "req", WithParentReason(func(error) (Reason, string) { return Reason(200), "bogus" }))
+		cancelParent()
+		<-ctx.Done()
+		if op.Reason() != ReasonParent {
+			t.Fatalf("reason %v, want parent", op.Reason())
+		}
+		op.End(ctx.Err())
+	})
 	t.Run("nil function", func(t *testing.T) {
 		_, op := Start(context.Background(), "req", WithParentReason(nil))
 		var oe *OptionError
