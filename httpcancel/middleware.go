@@ -32,7 +32,12 @@ type config struct {
 // WithTimeout sets the timeout of every request; a route's Timeout
 // overrides it. It does not apply to requests that switch protocols
 // (websockets): they become connections, which their handler bounds; a
-// route's own Timeout does. Zero means none.
+// route's own Timeout does. A request that asks to switch (an Upgrade
+// header, an HTTP/2 CONNECT) has until the timeout to do so: its handler
+// is cancelled with ReasonTimeout, and answered, if by then it has neither
+// switched (hijacked the connection, or answered 101; 2xx to an HTTP/2
+// CONNECT) nor returned, so that a client cannot lift the timeout with a
+// header. Zero means none.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -385,14 +390,17 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		rt = found
 	}
 	timeout, upgrade := h.cfg.timeout, isUpgrade(r)
+	var switchBy time.Duration // an upgrade's time to switch protocols
 	switch {
 	case rt != nil:
 		timeout = rt.d
 	case upgrade:
 		// A websocket's request becomes a connection: its handler governs
 		// its lifetime (wscancel's WithMaxLifetime and WithIdleTimeout),
-		// not the timeout meant for requests.
-		timeout = 0
+		// not the timeout meant for requests. Until it has switched, it is
+		// a request: the header that asks for the switch is the client's,
+		// and must not lift the timeout of a handler that never switches.
+		switchBy, timeout = timeout, 0
 	}
 	var badBudget error
 	if h.cfg.budget != "" && !upgrade {
@@ -430,8 +438,12 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	}
 	ww.req = *r.WithContext(ctx) // the copy WithContext makes stays on the stack
 	r = &ww.req
+	if switchBy > 0 {
+		t := time.AfterFunc(switchBy, func() { ww.switchTimedOut(switchBy, r.ProtoMajor >= 2) })
+		defer t.Stop()
+	}
 
-	if timeout > 0 || h.cfg.drain != nil {
+	if timeout > 0 || switchBy > 0 || h.cfg.drain != nil {
 		h.serveAsync(ww, r)
 	} else {
 		h.serveInline(ww, r)

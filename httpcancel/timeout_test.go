@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -742,4 +743,103 @@ func TestBodylessResponseGoesOutPastTheTimeout(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A client cannot escape the request timeout by asking to switch protocols
+// on a route that does not: the handler, which ignores its context and
+// never switches, is answered 504 at the deadline.
+func TestUpgradeHeaderDoesNotLiftTimeout(t *testing.T) {
+	e := newEnds()
+	started, late := make(chan struct{}, 1), make(chan lateWrites, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	ts := serve(t, Middleware(WithTimeout(50*time.Millisecond), e.option())(ignoring(started, release, late)))
+	conn := dial(t, ts)
+	io.WriteString(conn, "GET /report HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	wait(t, started, "the handler to start")
+	// The answer comes at the deadline, not when the handler returns.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer at the deadline (the Upgrade header lifted the request timeout): %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	checkProblem(t, resp, string(body), http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	doRelease()
+	checkLate(t, wait(t, late, "the handler's late writes"))
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
+
+// On HTTP/2 the protocol switch is a CONNECT (a tunnel, an RFC 8441
+// websocket): a CONNECT the handler does not take up (2xx) is answered 504
+// at the deadline too.
+func TestConnectDoesNotLiftTimeoutHTTP2(t *testing.T) {
+	e := newEnds()
+	started, late := make(chan struct{}, 1), make(chan lateWrites, 1)
+	release, doRelease := releaser()
+	defer doRelease()
+	ts := serveH2(t, Middleware(WithTimeout(50*time.Millisecond), e.option())(ignoring(started, release, late)))
+	host := strings.TrimPrefix(ts.URL, "https://")
+	body, closeBody := io.Pipe() // the tunnel's client half, never written
+	defer closeBody.Close()
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Scheme: "https", Host: host}, Host: host,
+		Header: http.Header{}, Body: body}
+	answered := make(chan response, 1)
+	go func() {
+		resp, err := ts.Client().Transport.RoundTrip(req)
+		if err != nil {
+			answered <- response{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- response{resp: resp, body: string(b), err: err}
+	}()
+	wait(t, started, "the handler to start")
+	// The answer comes at the deadline, not when the handler returns.
+	resp, b := wait(t, answered, "the answer").check(t)
+	checkProblem(t, resp, b, http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	doRelease()
+	checkLate(t, wait(t, late, "the handler's late writes"))
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}
+
+// A handler that switches protocols in time keeps its connection past the
+// request timeout: the timeout bounded only the switch.
+func TestUpgradeOutlivesTimeoutOnceSwitched(t *testing.T) {
+	e := newEnds()
+	const timeout = 30 * time.Millisecond
+	ts := serve(t, Middleware(WithTimeout(timeout), e.option())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+		brw.Flush()
+		// Outlive the timeout several times over (what is measured here is
+		// that nothing happens), then say whether the context still holds.
+		<-time.After(5 * timeout)
+		if r.Context().Err() != nil {
+			brw.WriteString("cancelled\n")
+		} else {
+			brw.WriteString("alive\n")
+		}
+		brw.Flush()
+	})))
+	conn := dial(t, ts)
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "alive\n" {
+		t.Fatalf("after the timeout the connection said %q (%v), want alive", line, err)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCompleted, 0)
 }

@@ -259,6 +259,20 @@ func (w *writer) takeOver() (wrote, hijacked bool) {
 	return wrote, hijacked
 }
 
+// switchTimedOut cancels op with ReasonTimeout, d after the start of a
+// request asking to switch protocols, unless the handler has switched:
+// hijacked the connection, answered 101, or (HTTP/2 CONNECT, tunnel)
+// answered 2xx.
+func (w *writer) switchTimedOut(d time.Duration, tunnel bool) {
+	w.mu.Lock()
+	switched := w.hijacked || w.status == http.StatusSwitchingProtocols ||
+		tunnel && w.wroteHeader && w.status < 300
+	w.mu.Unlock()
+	if !switched {
+		w.op.Cancel(cancel.ReasonTimeout, "did not switch protocols within "+d.String())
+	}
+}
+
 // streaming tells whether the handler has started a response it can still
 // write to.
 func (w *writer) streaming() bool {
