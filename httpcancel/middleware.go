@@ -200,7 +200,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // has passed (WithStreamGrace: time for a stream to tell its client why it
 // ends). A response that declared its Content-Length and wrote all of it,
 // or that has no body (to a HEAD, a 204, a 304), is whole, and goes out:
-// set Content-Length on answers written whole. A handler that
+// set Content-Length on answers written whole. A request cancelled before
+// its handler starts (arriving once a Drain cancelled the requests in
+// flight, from a client already gone) is answered without running it. A handler that
 // answers by itself once its context ends keeps its answer. Nothing is buffered: Flush, Hijack and
 // http.ResponseController work as without the middleware.
 //
@@ -438,6 +440,14 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	}
 	ww.req = *r.WithContext(ctx) // the copy WithContext makes stays on the stack
 	r = &ww.req
+	if err := op.Err(); err != nil {
+		// Cancelled before it began (a drained server, a client gone): the
+		// answer says the work was not done (503 Retry-After: try another
+		// instance), so the handler must not do it.
+		h.answer(ww, r, op.Reason())
+		op.End(err)
+		return
+	}
 	if switchBy > 0 {
 		t := time.AfterFunc(switchBy, func() { ww.switchTimedOut(switchBy, r.ProtoMajor >= 2) })
 		defer t.Stop()

@@ -19,7 +19,7 @@ import (
 // answered before the shutdown (a timeout) and that still ignores its
 // context, nor for one that hijacked its connection: call Wait after
 // Shutdown for those. Requests arriving after that are answered 503 at
-// once.
+// once, without running their handler.
 type Drain struct {
 	grace time.Duration
 	tok   *cancel.Token

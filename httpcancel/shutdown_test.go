@@ -319,3 +319,28 @@ func TestShutdownLeavesTimedOutHandlerToWait(t *testing.T) {
 	}
 	e.next(t)
 }
+
+// A request arriving once the drain has cancelled the requests in flight
+// is answered 503 with Retry-After, "not done, try another instance": its
+// handler must not run, or a retried POST would be done twice.
+func TestDrainedRequestNotRun(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			ran := make(chan struct{}, 1)
+			ts, d := drained(t, p.serve, 0, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ran <- struct{}{} // a side effect, done although the context is cancelled
+			}))
+			d.Start()
+			wait(t, d.Done(), "the drain")
+			resp, body := get(t, ts, "POST", "/orders")
+			checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+			select {
+			case <-ran:
+				t.Error("the handler ran for a request answered 503 Retry-After")
+			default:
+			}
+		})
+	}
+}
