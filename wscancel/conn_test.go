@@ -282,6 +282,19 @@ func TestCloseCodes(t *testing.T) {
 				}
 				return wscancel.DefaultCloseStatus(r)
 			})}, 1012, "restarting", "shutdown", cancel.StatusCancelled, false},
+		// What cannot go in a close frame is made to fit: a code that may
+		// not be sent becomes 1011, a text over 123 bytes is cut, never
+		// inside a character.
+		{"unsendable code", cancelWith(cancel.ReasonShutdown), []wscancel.Option{wscancel.WithCloseStatus(
+			func(cancel.Reason) (websocket.StatusCode, string) { return websocket.StatusAbnormalClosure, "gone" })},
+			1011, "gone", "shutdown", cancel.StatusCancelled, false},
+		{"long text", cancelWith(cancel.ReasonShutdown), []wscancel.Option{wscancel.WithCloseStatus(
+			func(cancel.Reason) (websocket.StatusCode, string) {
+				return websocket.StatusGoingAway, strings.Repeat("x", 122) + "é and more"
+			})},
+			1001, strings.Repeat("x", 122), "shutdown", cancel.StatusCancelled, false},
+		{"returns unsendable CloseError", returning(websocket.CloseError{Code: 5000, Reason: "odd"}), nil,
+			1011, "odd", "", cancel.StatusFailed, false},
 		{"returns nil", returning(nil), nil, 1000, "", "", cancel.StatusCompleted, false},
 		{"returns error", returning(errors.New("database down")), nil, 1011, "internal error", "", cancel.StatusFailed, false},
 		{"returns CloseError", returning(websocket.CloseError{Code: 4001, Reason: "unauthorized"}), nil,
@@ -782,4 +795,42 @@ func TestLatePingKeepsPeer(t *testing.T) {
 		t.Errorf("status = %v (%v), want completed", e.op.Status(), e.op.Err())
 	}
 	e.wantClose(t, 1000, "peer", "disconnect")
+}
+
+// Without WithReadLimit, coder/websocket's 32 KiB holds: one byte more is
+// 1009, and the cancellation names the limit. WithReadLimit(-1) lifts it.
+func TestReadLimitDefaultAndNone(t *testing.T) {
+	t.Run("default", func(t *testing.T) {
+		url, rec := server(t, echo)
+		c := dial(t, url)
+		if err := c.Write(context.Background(), websocket.MessageBinary, make([]byte, 32<<10+1)); err != nil {
+			t.Fatal(err)
+		}
+		if ce := readUntilClosed(t, c); ce.Code != websocket.StatusMessageTooBig {
+			t.Errorf("client got %v, want 1009", ce)
+		}
+		e := rec.wait(t)
+		if e.op.Reason() != cancel.ReasonError || !strings.Contains(e.op.Cause().Error(), "32768 bytes") {
+			t.Errorf("reason %v, cause %v; want error naming the 32768-byte limit", e.op.Reason(), e.op.Cause())
+		}
+		e.wantClose(t, 1009, "local", "error")
+	})
+	t.Run("none", func(t *testing.T) {
+		url, rec := server(t, echo, wscancel.WithReadLimit(-1))
+		c := dial(t, url)
+		c.SetReadLimit(-1)
+		msg := make([]byte, 1<<20)
+		msg[len(msg)-1] = 7
+		if err := c.Write(context.Background(), websocket.MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.Read(context.Background())
+		if err != nil || len(got) != len(msg) || got[len(got)-1] != 7 {
+			t.Fatalf("echo of a 1 MiB message: %d bytes, %v", len(got), err)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		if e := rec.wait(t); e.op.Status() != cancel.StatusCompleted {
+			t.Errorf("status = %v (%v), want completed", e.op.Status(), e.op.Cause())
+		}
+	})
 }
