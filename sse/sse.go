@@ -239,7 +239,8 @@ func (s *Stream) Operation() *cancel.Operation { return s.op }
 // its EventSource sent it when reconnecting (the Last-Event-ID header, or
 // the query parameter of WithLastEventIDQuery), or "" for a new client. It
 // is whatever the client sent (any string, not only a number): parse it
-// with care.
+// with care. One with a newline, carriage return or NUL, which no
+// conforming client sends, is dropped: LastEventID returns "".
 func (s *Stream) LastEventID() string { return s.lastEventID }
 
 // Events returns how many events the stream has written (comments and

@@ -1051,3 +1051,21 @@ func TestEndBoundsWriteUnderWay(t *testing.T) {
 		t.Error("the stuck Send succeeded")
 	}
 }
+
+// A last event ID with a line ending or a NUL (only the query parameter can
+// carry one) is no ID a conforming client sends: the stream starts afresh
+// rather than hand the handler something that could end a field.
+func TestLastEventIDWithNewlineDropped(t *testing.T) {
+	got := make(chan string, 3)
+	ts := serve(t, handle(t, nil, func(s *Stream) error {
+		got <- s.LastEventID()
+		return nil
+	}, WithLastEventIDQuery("lastEventId")))
+	for _, q := range []string{"7%0Aevent:%20x", "7%0D", "7%00"} {
+		_, p := open(t, ts.URL+"?lastEventId="+q)
+		readAll(t, p)
+		if v := recv(t, got); v != "" {
+			t.Errorf("?lastEventId=%s: LastEventID = %q, want \"\"", q, v)
+		}
+	}
+}
