@@ -197,7 +197,40 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.URL = &u
 		r = r2
 	}
+	if _, pattern := a.mux.Handler(r); pattern == "" {
+		// No route: the mux answers 404 or 405 in plain text. Errors are
+		// problem documents.
+		w = &muxError{ResponseWriter: w, method: r.Method}
+	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// muxError turns the ServeMux's own errors (no such path, a method the
+// path does not take) into problem documents.
+type muxError struct {
+	http.ResponseWriter
+	method string
+	done   bool // the problem is written: the mux's text is dropped
+}
+
+func (w *muxError) WriteHeader(code int) {
+	if code < 400 || w.done {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.done = true
+	detail := "no such endpoint: see NewAdmin for those the handler serves"
+	if code == http.StatusMethodNotAllowed {
+		detail = "method " + w.method + " not allowed here; allowed: " + w.Header().Get("Allow")
+	}
+	writeAdminError(w.ResponseWriter, code, detail)
+}
+
+func (w *muxError) Write(p []byte) (int, error) {
+	if w.done {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // requestPath returns the path the client asked for, before any prefix

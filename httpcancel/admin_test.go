@@ -337,8 +337,16 @@ func TestAdminCancel(t *testing.T) {
 			if r.status != http.StatusMethodNotAllowed || !strings.Contains(r.header.Get("Allow"), http.MethodPost) {
 				t.Errorf("%s: status %d, Allow %q; want 405 allowing POST", m, r.status, r.header.Get("Allow"))
 			}
+			if m != http.MethodHead { // errors are problem documents
+				r.problem(t, http.StatusMethodNotAllowed, "method "+m+" not allowed here; allowed: ")
+			}
 		}
 		admNotCancelled(t, op)
+	})
+	t.Run("unknown path", func(t *testing.T) {
+		for _, path := range []string{"/nope", "/operations/1/cancel/more", "/stats/"} {
+			admGet(t, srv, base+path).problem(t, http.StatusNotFound, "no such endpoint")
+		}
 	})
 	t.Run("cross-origin refused", func(t *testing.T) {
 		_, op := admLive(t, context.Background(), reg, "job")
