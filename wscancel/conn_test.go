@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -833,4 +834,24 @@ func TestReadLimitDefaultAndNone(t *testing.T) {
 			t.Errorf("status = %v (%v), want completed", e.op.Status(), e.op.Cause())
 		}
 	})
+}
+
+// Pings and pongs are not activity: a connection whose peer answers every
+// ping but sends no message, and to which nothing is written, times out.
+func TestIdleTimeoutIgnoresPings(t *testing.T) {
+	var pongs atomic.Int64
+	url, rec := server(t, echo, wscancel.WithIdleTimeout(150*time.Millisecond),
+		wscancel.WithHeartbeat(10*time.Millisecond, time.Second),
+		wscancel.WithAcceptOptions(&websocket.AcceptOptions{OnPongReceived: func(context.Context, []byte) { pongs.Add(1) }}))
+	c := dial(t, url)
+	if ce := readUntilClosed(t, c); ce.Code != wscancel.StatusTimeout { // reading answers the pings
+		t.Errorf("client got %v, want 4008", ce)
+	}
+	e := rec.wait(t)
+	if e.op.Reason() != cancel.ReasonTimeout || !strings.HasPrefix(message(e.op), "idle for 150ms") {
+		t.Errorf("reason, message = %v, %q; want the idle timeout", e.op.Reason(), message(e.op))
+	}
+	if pongs.Load() == 0 {
+		t.Error("no pong came back: the test shows nothing")
+	}
 }
