@@ -21,7 +21,7 @@ import (
 // lateWrites is what a handler that ignored its context got from the
 // writer once it woke up after the deadline.
 type lateWrites struct {
-	write, flush, deadline error
+	write, flush, deadline, hijack error
 }
 
 // ignoring is a handler that ignores its context until release is closed,
@@ -35,7 +35,11 @@ func ignoring(started chan<- struct{}, release <-chan struct{}, late chan<- late
 		_, werr := w.Write([]byte("LATE-BYTES"))
 		ferr := http.NewResponseController(w).Flush()
 		derr := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
-		late <- lateWrites{werr, ferr, derr}
+		conn, _, herr := http.NewResponseController(w).Hijack()
+		if herr == nil {
+			conn.Close() // the connection was no longer the handler's to take
+		}
+		late <- lateWrites{werr, ferr, derr, herr}
 	}
 }
 
@@ -49,6 +53,9 @@ func checkLate(t *testing.T, l lateWrites) {
 	}
 	if !errors.Is(l.deadline, http.ErrHandlerTimeout) {
 		t.Errorf("late SetWriteDeadline returned %v, want http.ErrHandlerTimeout", l.deadline)
+	}
+	if !errors.Is(l.hijack, http.ErrHandlerTimeout) {
+		t.Errorf("late Hijack returned %v, want http.ErrHandlerTimeout", l.hijack)
 	}
 }
 
