@@ -50,7 +50,8 @@ func WithTimeout(d time.Duration) Option {
 
 // WithClientBudget lets clients shorten the timeout of their request (not
 // of a protocol switch) with a budget in the header named header
-// (DefaultBudgetHeader if empty), as ParseBudget reads it, capped at max. A budget that does not parse is
+// (DefaultBudgetHeader if empty; a name no request can have is an error),
+// as ParseBudget reads it, capped at max. A budget that does not parse is
 // ignored, reported as a progress report of the request, and never trusted.
 func WithClientBudget(header string, max time.Duration) Option {
 	return func(c *config) error {
@@ -59,6 +60,9 @@ func WithClientBudget(header string, max time.Duration) Option {
 		}
 		if header == "" {
 			header = DefaultBudgetHeader
+		}
+		if !validHeaderName(header) {
+			return fmt.Errorf("httpcancel: WithClientBudget: %q is not a valid header name", header)
 		}
 		c.budget, c.budgetMax = http.CanonicalHeaderKey(header), max
 		return nil

@@ -654,6 +654,8 @@ func TestInvalidOptions(t *testing.T) {
 		{WithTimeout(-time.Second), "WithTimeout"},
 		{WithClientBudget("", 0), "WithClientBudget"},
 		{WithClientBudget("X-Budget", -time.Second), "WithClientBudget"},
+		{WithClientBudget("Request Timeout", time.Second), "WithClientBudget"}, // no request has such a header
+		{WithClientBudget("X-Budget:", time.Second), "WithClientBudget"},
 		{WithName(nil), "WithName"},
 		{WithRegistry(nil), "WithRegistry"},
 		{WithStatus(nil), "WithStatus"},
