@@ -116,9 +116,9 @@ const adminDefaultMessage = "cancelled by an operator"
 // ago; the start of live operations, the end of ended ones) and limit
 // (100 by default, clamped to 1..1000).
 //
-// A cancel request may name a reason (ReasonManual by default) and a
-// message, as form fields or as a JSON object {"reason": "manual",
-// "message": "..."}. It answers {"cancelled": true} if it cancelled the
+// A cancel request may name a reason (ReasonManual by default; any but
+// ReasonDisconnect, which says the client went away) and a message, as
+// form fields or as a JSON object {"reason": "manual", "message": "..."}. It answers {"cancelled": true} if it cancelled the
 // operation, false if the operation's cancellation had already been
 // requested, and 404 if there is no such live operation. The page's
 // buttons send the form field redirect: those requests are answered with
@@ -331,6 +331,13 @@ func (a *admin) cancel(w http.ResponseWriter, r *http.Request) {
 	if req.Reason != "" {
 		if reason, err = cancel.ParseReason(req.Reason); err != nil || reason == 0 {
 			writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("reason: unknown reason %q; want one of %s", req.Reason, reasonNames()))
+			return
+		}
+		if reason == cancel.ReasonDisconnect {
+			// It says the peer went away: the middleware would not answer
+			// the request nor cut its response (which would look whole),
+			// a websocket would get no close frame, a stream no last event.
+			writeAdminError(w, http.StatusBadRequest, "reason: disconnect says the client went away, which an operator cannot; use manual")
 			return
 		}
 	}

@@ -315,6 +315,10 @@ func TestAdminCancel(t *testing.T) {
 			{"application/json", `{"reason":"bogus"}`, "reason:"},
 			{"application/json", `{"reason":"Manual"}`, "reason:"},
 			{"application/x-www-form-urlencoded", "reason=later", "reason:"},
+			// disconnect says the peer went away: the request would get no
+			// answer, its stream end as if whole, its websocket a bare 1006.
+			{"application/json", `{"reason":"disconnect"}`, "reason: disconnect"},
+			{"application/x-www-form-urlencoded", "reason=disconnect", "reason: disconnect"},
 			{"application/json", `{"reason":`, "body:"},
 			{"application/json", `["manual"]`, "body:"},
 			{"application/json", `{"message":"` + strings.Repeat("x", 501) + `"}`, "message:"},
