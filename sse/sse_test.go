@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1067,5 +1068,51 @@ func TestLastEventIDWithNewlineDropped(t *testing.T) {
 		if v := recv(t, got); v != "" {
 			t.Errorf("?lastEventId=%s: LastEventID = %q, want \"\"", q, v)
 		}
+	}
+}
+
+// Heartbeats fill silences only: a stream whose events come more often
+// than the heartbeat interval sends none, and one falling silent gets its
+// first heartbeat an interval after its last event.
+func TestHeartbeatOnlyWhenSilent(t *testing.T) {
+	const every = 100 * time.Millisecond
+	lastSent := make(chan time.Time, 1)
+	ts := serve(t, handle(t, nil, func(s *Stream) error {
+		tick := time.NewTicker(every / 20)
+		defer tick.Stop()
+		for i := range 40 { // busy for twice the interval and more
+			if err := s.Send(Event{Data: strconv.Itoa(i)}); err != nil {
+				return err
+			}
+			<-tick.C
+		}
+		lastSent <- time.Now()
+		<-s.Context().Done()
+		return s.Context().Err()
+	}, WithHeartbeat(every)))
+	resp, p := open(t, ts.URL)
+	defer resp.Body.Close()
+	beats := make(chan time.Time, 100)
+	p.OnComment = func(string) { beats <- time.Now() }
+	events := 0
+	for events < 40 {
+		if _, err := p.Next(); err != nil {
+			t.Fatal(err)
+		}
+		events++
+	}
+	if len(beats) != 0 {
+		t.Fatalf("%d heartbeats while events came every %v", len(beats), every/20)
+	}
+	go func() {
+		for {
+			if _, err := p.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	last := recv(t, lastSent)
+	if gap := recv(t, beats).Sub(last); gap < every-every/10 {
+		t.Errorf("first heartbeat %v after the last event, want about %v", gap, every)
 	}
 }
