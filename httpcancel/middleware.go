@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -27,6 +28,8 @@ type config struct {
 	respond   func(w http.ResponseWriter, r *http.Request, status int, reason cancel.Reason)
 	drain     *Drain
 	grace     time.Duration
+
+	badOption sync.Once // an invalid cancel.Option was logged
 }
 
 // WithTimeout sets the timeout of every request; a route's Timeout
@@ -94,7 +97,10 @@ func WithRegistry(r *cancel.Registry) Option {
 }
 
 // WithOperationOptions adds options to every request operation (observers,
-// attributes, sources). A cancellation by a source given here is answered
+// attributes, sources). New cannot check them: with an invalid one
+// (cancel.WithToken(nil), say) every request operation fails at its start,
+// and the middleware answers 500, without running the handler, and logs
+// the error once. A cancellation by a source given here is answered
 // when the handler returns, unless the handler runs on a goroutine of its
 // own (see Middleware).
 func WithOperationOptions(opts ...cancel.Option) Option {
@@ -444,6 +450,14 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	}
 	ww.req = *r.WithContext(ctx) // the copy WithContext makes stays on the stack
 	r = &ww.req
+	if op.Status() == cancel.StatusFailed { // an invalid cancel.Option
+		h.cfg.badOption.Do(func() {
+			slog.Error("httpcancel: invalid WithOperationOptions: every request is answered 500",
+				slog.Any("error", op.Cause()))
+		})
+		writeInternalError(w)
+		return
+	}
 	if err := op.Err(); err != nil {
 		// Cancelled before it began (a drained server, a client gone): the
 		// answer says the work was not done (503 Retry-After: try another

@@ -792,3 +792,39 @@ func TestMiddlewareAllocations(t *testing.T) {
 		t.Errorf("the middleware allocates %v times per request, want at most 10", extra)
 	}
 }
+
+// An invalid cancel.Option in WithOperationOptions, which New cannot see,
+// fails every request operation at its start: the handler must not run
+// with a context already done (it answered 200, or the client got 503 with
+// an empty reason); the request is answered 500, and the operation ends
+// failed with the *cancel.OptionError.
+func TestInvalidOperationOption(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnds()
+			ran := make(chan struct{}, 1)
+			opts := append(m.opts[:len(m.opts):len(m.opts)], WithOperationOptions(cancel.WithToken(nil)), e.option())
+			ts := serve(t, Middleware(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ran <- struct{}{}
+				w.Write([]byte("ok"))
+			})))
+			resp, body := get(t, ts, "GET", "/")
+			if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("client got %d %q %q, want 500 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			if strings.Contains(body, "WithToken") {
+				t.Errorf("the answer tells the client the internal error: %q", body)
+			}
+			op := e.next(t)
+			var oe *cancel.OptionError
+			if op.Status() != cancel.StatusFailed || !errors.As(op.Cause(), &oe) {
+				t.Errorf("operation ended %v with %v, want failed with the OptionError", op.Status(), op.Cause())
+			}
+			select {
+			case <-ran:
+				t.Error("the handler ran with an operation that failed at its start")
+			default:
+			}
+		})
+	}
+}
