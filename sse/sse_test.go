@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -1114,5 +1115,45 @@ func TestHeartbeatOnlyWhenSilent(t *testing.T) {
 	last := recv(t, lastSent)
 	if gap := recv(t, beats).Sub(last); gap < every-every/10 {
 		t.Errorf("first heartbeat %v after the last event, want about %v", gap, every)
+	}
+}
+
+// Over HTTP/2 too, a stream whose request times out under httpcancel gets
+// its final "cancelled" event to the client, and the response is then cut
+// (the stream reset), never ended as if whole.
+func TestUnderHTTPCancelTimeoutHTTP2(t *testing.T) {
+	ended := make(chan error, 1)
+	ts := httptest.NewUnstartedServer(httpcancel.Middleware(httpcancel.WithTimeout(100 * time.Millisecond))(
+		handle(t, ended, func(s *Stream) error {
+			if err := s.Send(Event{ID: "1", Data: "first"}); err != nil {
+				return err
+			}
+			return s.SendChan(make(chan Event)) // until the request times out
+		})))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", resp.Proto)
+	}
+	p := newParser(resp.Body)
+	if ev := next(t, p); ev.Data != "first" {
+		t.Fatalf("event %+v", ev)
+	}
+	ev := next(t, p)
+	if ev.Type != "cancelled" || ev.Data != `{"reason":"timeout","message":"the stream timed out"}` {
+		t.Errorf("final event %+v", ev)
+	}
+	if cancel.RootReason(recv(t, ended)) != cancel.ReasonTimeout {
+		t.Error("the stream did not end by the timeout")
+	}
+	if _, err := p.Next(); err == nil || err == io.EOF {
+		t.Errorf("after the final event the response ended with %v, want it cut (a stream reset)", err)
 	}
 }
