@@ -222,9 +222,10 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // if the handler ignores its context; from then on the handler's writes
 // fail with http.ErrHandlerTimeout and never reach the client. The request
 // returns at once, and the operation ends when the handler does; except at
-// shutdown, where the request waits for its handler, so that
+// shutdown on HTTP/1, where the request waits for its handler, so that
 // http.Server.Shutdown still waits for it (a handler still running past an
-// earlier timeout is waited for by Drain.Wait only). Otherwise the handler
+// earlier timeout, or cancelled at shutdown on HTTP/2, where a response
+// ends only when its request returns, is waited for by Drain.Wait only). Otherwise the handler
 // runs inline and a cancellation is answered when it returns.
 //
 // A panic in the handler ends the operation as failed and goes on up, as
@@ -596,8 +597,11 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 	reason := op.Reason()
 	ww.mu.Lock()
 	returned := ww.returned
-	// At shutdown, wait for the handler, so that Server.Shutdown does.
-	wait := returned || reason == cancel.ReasonShutdown
+	// At shutdown, wait for the handler, so that Server.Shutdown does; not
+	// on HTTP/2, where the response ends only when the request returns: the
+	// client would get the answer but not its end until the handler
+	// returned. Drain.Wait waits for that handler.
+	wait := returned || reason == cancel.ReasonShutdown && r.ProtoMajor < 2
 	ww.handedOver = !wait
 	ww.mu.Unlock()
 	if returned { // meanwhile

@@ -14,11 +14,14 @@ import (
 // handlers but never cancels their contexts; a Drain gives them a grace
 // period, then cancels them: the middleware answers those that wrote
 // nothing with 503 and Retry-After at once, cuts the responses under way,
-// and still waits for each handler it cancels to return, so that Shutdown
-// waits for them. Shutdown does not wait for a handler whose request was
-// answered before the shutdown (a timeout) and that still ignores its
-// context, nor for one that hijacked its connection: call Wait after
-// Shutdown for those. Requests arriving after that are answered 503 at
+// and, on HTTP/1, still waits for each handler it cancels to return, so
+// that Shutdown waits for them. Shutdown does not wait for a handler whose
+// request was answered before the shutdown (a timeout) and that still
+// ignores its context, nor for one that hijacked its connection, nor, on
+// HTTP/2 (where a response ends only when its request returns, and the
+// client would otherwise wait that long for the end of its 503), for one
+// it cancelled that ignores its context: call Wait after Shutdown for
+// those. Requests arriving after that are answered 503 at
 // once, without running their handler.
 type Drain struct {
 	grace time.Duration

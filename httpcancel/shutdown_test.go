@@ -89,42 +89,60 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 	}
 }
 
-// A handler that ignores its context still gets its client the 503 at the
-// end of the grace, and Shutdown waits for it.
+// A handler that ignores its context still gets its client the whole 503
+// at the end of the grace, and Shutdown waits for it (on HTTP/2, where the
+// response ends only when the request returns, Drain.Wait does).
 func TestShutdownWaitsForIgnoringHandler(t *testing.T) {
-	e := newEnds()
-	started := make(chan struct{}, 1)
-	release, doRelease := releaser()
-	defer doRelease()
-	late := make(chan error, 1)
-	ts, _ := drained(t, serve, 10*time.Millisecond, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		<-release
-		_, err := w.Write([]byte("late"))
-		late <- err
-	}))
-	res := goFetch(ts, "GET", "/work")
-	wait(t, started, "the handler to start")
-	shut := shutdown(ts)
-	resp, body := wait(t, res, "the 503").check(t)
-	checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			e := newEnds()
+			started := make(chan struct{}, 1)
+			release, doRelease := releaser()
+			defer doRelease()
+			late := make(chan error, 1)
+			ts, d := drained(t, p.serve, 10*time.Millisecond, e, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- struct{}{}
+				<-release
+				_, err := w.Write([]byte("late"))
+				late <- err
+			}))
+			res := goFetch(ts, "GET", "/work")
+			wait(t, started, "the handler to start")
+			shut := shutdown(ts)
+			// The whole 503, its end included, while the handler still runs.
+			resp, body := wait(t, res, "the 503").check(t)
+			checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonShutdown)
+			waited := make(chan error, 1)
+			go func() { waited <- d.Wait(context.Background()) }()
 
-	// Shutdown must not return while the handler runs. A wrong Shutdown
-	// returns within milliseconds of the 503; a right one never does until
-	// release.
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned (%v) while a handler still ran", err)
-	case <-time.After(300 * time.Millisecond):
+			// Neither Shutdown (HTTP/1: on HTTP/2 a response ends only when
+			// its request returns, which it did at once) nor Drain.Wait may
+			// return while the handler runs. A wrong one returns within
+			// milliseconds of the 503; a right one never does until release.
+			var early <-chan error
+			if p.major == 1 {
+				early = shut
+			}
+			select {
+			case err := <-early:
+				t.Fatalf("Shutdown returned (%v) while a handler still ran", err)
+			case err := <-waited:
+				t.Fatalf("Drain.Wait returned (%v) while a handler still ran", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			doRelease()
+			if err := wait(t, late, "the handler"); !errors.Is(err, http.ErrHandlerTimeout) {
+				t.Errorf("late write: %v", err)
+			}
+			if err := wait(t, shut, "Shutdown"); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if err := wait(t, waited, "Drain.Wait"); err != nil {
+				t.Errorf("Drain.Wait: %v", err)
+			}
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
+		})
 	}
-	doRelease()
-	if err := wait(t, late, "the handler"); !errors.Is(err, http.ErrHandlerTimeout) {
-		t.Errorf("late write: %v", err)
-	}
-	if err := wait(t, shut, "Shutdown"); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonShutdown)
 }
 
 // A request that finishes within the grace is not touched.
