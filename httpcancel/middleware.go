@@ -129,7 +129,9 @@ func WithStatus(status func(cancel.Reason) int) Option {
 
 // WithResponder replaces WriteProblem, the response to a cancelled request
 // the handler wrote nothing for. It is not called for ReasonDisconnect: the
-// client is gone, and only the status is recorded.
+// client is gone, and only the status is recorded. A panic in it goes on
+// up to net/http, as a handler's would; the request's operation still
+// ends, with its cancellation.
 func WithResponder(respond func(w http.ResponseWriter, r *http.Request, status int, reason cancel.Reason)) Option {
 	return func(c *config) error {
 		if respond == nil {
@@ -463,7 +465,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 		// Cancelled before it began (a drained server, a client gone): the
 		// answer says the work was not done (503 Retry-After: try another
 		// instance), so the handler must not do it.
-		h.answer(ww, r, op.Reason())
+		h.answerEnding(ww, r, op.Reason())
 		op.End(err)
 		return
 	}
@@ -521,7 +523,7 @@ func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
 	}
 	err, reason := op.Err(), op.Reason()
 	if !wrote && !hijacked {
-		h.answer(ww, r, reason)
+		h.answerEnding(ww, r, reason)
 	}
 	op.End(err)
 	if early && !hijacked && reason != cancel.ReasonDisconnect && !ww.whole() {
@@ -545,6 +547,21 @@ func cut(ww *writer) {
 		return
 	}
 	panic(http.ErrAbortHandler)
+}
+
+// answerEnding is answer for a request whose goroutine ends op: if the
+// responder panics (or WriteHeader refuses WithStatus's code), op ends
+// with its cancellation before the panic goes on up, so that it does not
+// stay live.
+func (h *handler) answerEnding(ww *writer, r *http.Request, reason cancel.Reason) {
+	answered := false
+	defer func() {
+		if !answered {
+			ww.op.End(ww.op.Err())
+		}
+	}()
+	h.answer(ww, r, reason)
+	answered = true
 }
 
 // answer writes the response of a cancelled request on the real writer,
@@ -609,7 +626,11 @@ func (h *handler) serveAsync(ww *writer, r *http.Request) {
 		return
 	}
 	if !wrote && !hijacked {
-		h.answer(ww, r, reason)
+		if wait {
+			h.answerEnding(ww, r, reason)
+		} else {
+			h.answer(ww, r, reason)
+		}
 	}
 	if !wait { // the handler's goroutine ends op
 		if wrote && !hijacked && reason != cancel.ReasonDisconnect && !ww.whole() {

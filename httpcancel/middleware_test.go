@@ -828,3 +828,57 @@ func TestInvalidOperationOption(t *testing.T) {
 		})
 	}
 }
+
+// A WithResponder function that panics (or a WithStatus one that returns a
+// code WriteHeader refuses) goes on up to net/http, as any panic of the
+// request's; but the request's operation still ends, with its
+// cancellation: it must not stay live in the registry and the metrics.
+func TestResponderPanicEndsOperation(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts []Option
+		shut bool // cancelled by a Drain (the request waits for its handler)
+	}{
+		{"inline", []Option{WithOperationOptions(cancel.WithTimeout(20 * time.Millisecond))}, false},
+		{"shutdown", nil, true},
+		{"bad status", []Option{WithStatus(func(cancel.Reason) int { return 0 }),
+			WithOperationOptions(cancel.WithTimeout(20 * time.Millisecond))}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnds()
+			caught := make(chan any, 1)
+			started := make(chan struct{}, 1)
+			var d *Drain
+			opts := append(c.opts[:len(c.opts):len(c.opts)], e.option())
+			if c.name != "bad status" {
+				opts = append(opts, WithResponder(func(http.ResponseWriter, *http.Request, int, cancel.Reason) { panic("responder bug") }))
+			}
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- struct{}{}
+				<-r.Context().Done()
+			})
+			ts := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer func() { caught <- recover() }()
+				o := opts
+				if c.shut {
+					o = append(o, WithDrain(d))
+				}
+				Middleware(o...)(h).ServeHTTP(w, r)
+			}))
+			d = OnShutdown(ts.Config, 0)
+			res := goFetch(ts, "GET", "/")
+			wait(t, started, "the handler")
+			if c.shut {
+				d.Start()
+			}
+			if p := wait(t, caught, "the panic"); p == nil {
+				t.Error("the panic did not go on up")
+			}
+			op := e.next(t)
+			if op.Status() != cancel.StatusCancelled {
+				t.Errorf("operation ended %v (%v), want cancelled", op.Status(), op.Cause())
+			}
+			<-res
+		})
+	}
+}
