@@ -434,7 +434,8 @@ func parseFilter(q url.Values) (cancel.Filter, error) {
 		}
 	}
 	if s := q.Get("parent"); s != "" {
-		if f.Parent, err = strconv.ParseUint(s, 10, 64); err != nil {
+		// Zero is no ID: the filter would not apply, and list everything.
+		if f.Parent, err = strconv.ParseUint(s, 10, 64); err != nil || f.Parent == 0 {
 			return f, fmt.Errorf("parent: %q is not an operation ID (a positive integer)", s)
 		}
 	}

@@ -201,6 +201,7 @@ func TestAdminBadParameters(t *testing.T) {
 			{"reason=bogus", "reason:"},
 			{"parent=x", "parent:"},
 			{"parent=-1", "parent:"},
+			{"parent=0", "parent:"}, // no operation has ID 0: it listed every one
 			{"limit=ten", "limit:"},
 			{"limit=1.5", "limit:"},
 			{"since=yesterday", "since:"},
