@@ -214,9 +214,10 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // or that has no body (to a HEAD, a 204, a 304), is whole, and goes out:
 // set Content-Length on answers written whole. A request cancelled before
 // its handler starts (arriving once a Drain cancelled the requests in
-// flight, from a client already gone) is answered without running it. A handler that
-// answers by itself once its context ends keeps its answer. Nothing is buffered: Flush, Hijack and
-// http.ResponseController work as without the middleware.
+// flight, from a client already gone) is answered without running it. A
+// handler that answers by itself once its context ends keeps its answer.
+// Nothing is buffered: Flush, Hijack and http.ResponseController work as
+// without the middleware.
 //
 // When the request has a timeout (the middleware's, its route's or a
 // client's budget) or the middleware a Drain, the handler runs on a
@@ -227,8 +228,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // shutdown on HTTP/1, where the request waits for its handler, so that
 // http.Server.Shutdown still waits for it (a handler still running past an
 // earlier timeout, or cancelled at shutdown on HTTP/2, where a response
-// ends only when its request returns, is waited for by Drain.Wait only). Otherwise the handler
-// runs inline and a cancellation is answered when it returns.
+// ends only when its request returns, is waited for by Drain.Wait only).
+// Otherwise the handler runs inline and a cancellation is answered when it
+// returns.
 //
 // A panic in the handler ends the operation as failed and goes on up, as
 // net/http expects (http.ErrAbortHandler included). A handler answering
