@@ -1157,3 +1157,58 @@ func TestUnderHTTPCancelTimeoutHTTP2(t *testing.T) {
 		t.Errorf("after the final event the response ended with %v, want it cut (a stream reset)", err)
 	}
 }
+
+// Over HTTP/2 a client that stops reading stalls the stream on flow
+// control, not on socket buffers: the write timeout cuts it off all the
+// same (the stream is reset), counted as a disconnect, and the other
+// streams of the connection go on.
+func TestStalledReaderCutOffHTTP2(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	rec := newRecorder()
+	results := make(chan error, 1)
+	payload := strings.Repeat("x", 16<<10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		s, err := New(w, r, WithWriteTimeout(timeout), rec.option())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for err == nil {
+			err = s.Send(Event{Data: payload})
+		}
+		s.End(err)
+		results <- err
+	})
+	mux.HandleFunc("GET /other", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fine") })
+	ts := httptest.NewUnstartedServer(mux)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	resp, err := ts.Client().Get(ts.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", resp.Proto)
+	}
+	// The client reads nothing, and keeps the stream open.
+	err = recv(t, results)
+	if cancel.ReasonOf(err) != cancel.ReasonDisconnect {
+		t.Errorf("Send failed with %v, want a disconnect", err)
+	}
+	if op := rec.waitEnd(t); op.Reason() != cancel.ReasonDisconnect {
+		t.Errorf("operation ended %v (%v), want disconnect", op.Status(), op.Cause())
+	}
+	// The connection still serves other requests.
+	other, err := ts.Client().Get(ts.URL + "/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(other.Body)
+	other.Body.Close()
+	if string(b) != "fine" {
+		t.Errorf("other request: %q", b)
+	}
+}
