@@ -118,9 +118,10 @@ const adminDefaultMessage = "cancelled by an operator"
 //
 // A cancel request may name a reason (ReasonManual by default; any but
 // ReasonDisconnect, which says the client went away) and a message, as
-// form fields or as a JSON object {"reason": "manual", "message": "..."}. It answers {"cancelled": true} if it cancelled the
-// operation, false if the operation's cancellation had already been
-// requested, and 404 if there is no such live operation. The page's
+// form fields or as a JSON object {"reason": "manual", "message": "..."}.
+// It answers {"cancelled": true} if it cancelled the operation, false if
+// the operation's cancellation had already been requested, and 404 if
+// there is no such live operation. The page's
 // buttons send the form field redirect: those requests are answered with
 // 303 See Other back to the page, which tells what happened.
 //
