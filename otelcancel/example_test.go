@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"time"
 
@@ -54,4 +56,27 @@ func Example() {
 	// Output:
 	// timeout
 	// cancel_operations_total{cancel_operation_name="checkout",cancel_outcome="cancelled",cancel_reason="timeout"} 1
+}
+
+// Make the logs of an operation carry its ID, name, cancellation reason
+// and trace, on the keys its spans and metrics use. Wrap a handler of your
+// own, and make the result the default with slog.SetDefault: wrapping
+// slog.Default().Handler() that way deadlocks at the first record (see
+// NewLogHandler).
+func ExampleNewLogHandler() {
+	stable := func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == string(otelcancel.KeyOperationID)) {
+			return slog.Attr{} // only for the example: output that does not change
+		}
+		return a
+	}
+	logger := slog.New(otelcancel.NewLogHandler(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: stable})))
+	// In main: slog.SetDefault(logger)
+
+	ctx, op := cancel.Start(context.Background(), "checkout")
+	op.Cancel(cancel.ReasonManual, "operator")
+	logger.InfoContext(ctx, "stopping", "items", 3)
+	op.End(ctx.Err())
+	// Output:
+	// level=INFO msg=stopping items=3 cancel.operation.name=checkout cancel.reason=manual
 }

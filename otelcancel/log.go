@@ -21,6 +21,12 @@ import (
 //
 // The keys stay at the top level of the record even under
 // Logger.WithGroup, where queries look for them.
+//
+// Give it a handler of its own (slog.NewJSONHandler(os.Stderr, nil)), not
+// slog.Default().Handler(), when the result becomes the default: the
+// standard library's default handler writes through package log, which
+// slog.SetDefault sends back to the new default, and the first record
+// then deadlocks.
 func NewLogHandler(next slog.Handler) slog.Handler {
 	return &logHandler{next: next, grouped: next}
 }
