@@ -116,7 +116,9 @@ func WithOperationOptions(opts ...cancel.Option) Option {
 }
 
 // WithStatus replaces DefaultStatus, the status of a cancelled request the
-// handler wrote nothing for.
+// handler wrote nothing for. For a reason it returns zero (or any status
+// outside 200-999) for, DefaultStatus's is used: map only the reasons you
+// care about.
 func WithStatus(status func(cancel.Reason) int) Option {
 	return func(c *config) error {
 		if status == nil {
@@ -578,6 +580,12 @@ func (h *handler) answer(ww *writer, r *http.Request, reason cancel.Reason) {
 		}
 	}
 	status := h.cfg.status(reason)
+	if status < 200 || status > 999 {
+		// Zero (or any status that cannot end a response): the function
+		// leaves this reason to the default; net/http would panic on it
+		// and drop the connection.
+		status = DefaultStatus(reason)
+	}
 	if reason == cancel.ReasonDisconnect {
 		w.WriteHeader(status) // recorded by wrappers (otelhttp), never sent
 		return

@@ -545,6 +545,36 @@ func TestWithStatusAndResponder(t *testing.T) {
 	}
 }
 
+// A WithStatus function that maps only the reasons it cares about and
+// returns zero for the others keeps DefaultStatus's for those: the client
+// gets its 503, not a connection dropped by net/http's panic on an invalid
+// status.
+func TestWithStatusZeroKeepsDefault(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			reg := new(cancel.Registry)
+			e := newEnds()
+			started := make(chan *cancel.Operation, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- cancel.FromContext(r.Context())
+				<-r.Context().Done()
+			})
+			only408 := WithStatus(func(r cancel.Reason) int {
+				if r == cancel.ReasonTimeout {
+					return http.StatusRequestTimeout
+				}
+				return 0
+			})
+			ts := serve(t, Middleware(append(m.opts, only408, WithRegistry(reg), e.option())...)(h))
+			res := goFetch(ts, "GET", "/")
+			reg.Cancel(startedOp(t, started).ID(), cancel.ReasonManual, "operator")
+			resp, body := wait(t, res, "the response").check(t)
+			checkProblem(t, resp, body, http.StatusServiceUnavailable, cancel.ReasonManual)
+			checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonManual)
+		})
+	}
+}
+
 // 7. Panics and failures
 
 func TestPanicReachesNetHTTP(t *testing.T) {
