@@ -24,6 +24,26 @@ type config struct {
 	err        error                              // the first invalid option
 }
 
+// CheckOptions returns the *OptionError an operation started with opts
+// would fail with (a nil option, a nil token, check or source, an invalid
+// interval, ...), or nil, without starting anything: no source is watched,
+// no observer told, no registry joined. Wrappers that take options for the
+// operations they will start (httpcancel.WithOperationOptions, say) call it
+// to refuse invalid ones when they are built rather than at every start.
+func CheckOptions(opts ...Option) error {
+	var c config
+	for _, o := range opts {
+		if o == nil {
+			return &OptionError{Option: "Option", Problem: "nil Option"}
+		}
+		o(&c)
+		if c.err != nil {
+			return c.err
+		}
+	}
+	return nil
+}
+
 func (c *config) fail(err error) {
 	if c.err == nil {
 		c.err = err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -1259,5 +1260,34 @@ func TestConditionTypedNilErrorReported(t *testing.T) {
 	}
 	if v, _ := srcAttr(progress[0], "error"); v != "<nil>" {
 		t.Errorf("error attr %q, want the error as fmt prints it", v)
+	}
+}
+
+// CheckOptions finds, without starting anything, what Start would fail
+// with: wrappers refuse invalid options when they are built.
+func TestCheckOptions(t *testing.T) {
+	check := func(context.Context) (bool, error) { return false, nil }
+	reg := &Registry{}
+	if err := CheckOptions(WithTimeout(time.Hour), WithToken(NewToken()), WithCondition("ready", check, time.Second),
+		WithSignals(), WithRegistry(reg), WithAttrs(slog.String("k", "v"))); err != nil {
+		t.Errorf("valid options: %v", err)
+	}
+	if n := len(reg.List(Filter{})); n != 0 {
+		t.Errorf("CheckOptions joined the registry: %d live operations", n)
+	}
+	for _, tc := range []struct {
+		opts   []Option
+		option string
+	}{
+		{[]Option{WithToken(nil)}, "WithToken"},
+		{[]Option{WithTimeout(time.Hour), WithCondition("ready", nil, time.Second)}, "WithCondition"},
+		{[]Option{WithSource(AnyOf())}, "AnyOf"},
+		{[]Option{WithRegistry(nil)}, "WithRegistry"},
+		{[]Option{WithTimeout(time.Hour), nil}, "Option"},
+	} {
+		var oe *OptionError
+		if err := CheckOptions(tc.opts...); !errors.As(err, &oe) || oe.Option != tc.option {
+			t.Errorf("CheckOptions = %v, want the OptionError of %s", err, tc.option)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cancelable-go/cancelable/cancel"
@@ -28,8 +27,6 @@ type config struct {
 	respond   func(w http.ResponseWriter, r *http.Request, status int, reason cancel.Reason)
 	drain     *Drain
 	grace     time.Duration
-
-	badOption sync.Once // an invalid cancel.Option was logged
 }
 
 // WithTimeout sets the timeout of every request; a route's Timeout
@@ -97,10 +94,8 @@ func WithRegistry(r *cancel.Registry) Option {
 }
 
 // WithOperationOptions adds options to every request operation (observers,
-// attributes, sources). New cannot check them: with an invalid one
-// (cancel.WithToken(nil), say) every request operation fails at its start,
-// and the middleware answers 500, without running the handler, and logs
-// the error once. A cancellation by a source given here is answered
+// attributes, sources). An invalid one (see cancel.CheckOptions) is an
+// error of New. A cancellation by a source given here is answered
 // when the handler returns, unless the handler runs on a goroutine of its
 // own (see Middleware).
 func WithOperationOptions(opts ...cancel.Option) Option {
@@ -109,6 +104,10 @@ func WithOperationOptions(opts ...cancel.Option) Option {
 			if o == nil {
 				return fmt.Errorf("httpcancel: WithOperationOptions: option %d is nil", i)
 			}
+		}
+		if err := cancel.CheckOptions(opts...); err != nil {
+			// Else every request's operation would fail at its start.
+			return fmt.Errorf("httpcancel: WithOperationOptions: %w", err)
 		}
 		c.opOptions = append(c.opOptions, opts...)
 		return nil
@@ -457,14 +456,6 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *routeTimeout
 	}
 	ww.req = *r.WithContext(ctx) // the copy WithContext makes stays on the stack
 	r = &ww.req
-	if op.Status() == cancel.StatusFailed { // an invalid cancel.Option
-		h.cfg.badOption.Do(func() {
-			slog.Error("httpcancel: invalid WithOperationOptions: every request is answered 500",
-				slog.Any("error", op.Cause()))
-		})
-		writeInternalError(w)
-		return
-	}
 	if err := op.Err(); err != nil {
 		// Cancelled before it began (a drained server, a client gone): the
 		// answer says the work was not done (503 Retry-After: try another
@@ -554,9 +545,8 @@ func cut(ww *writer) {
 }
 
 // answerEnding is answer for a request whose goroutine ends op: if the
-// responder panics (or WriteHeader refuses WithStatus's code), op ends
-// with its cancellation before the panic goes on up, so that it does not
-// stay live.
+// responder panics, op ends with its cancellation before the panic goes on
+// up, so that it does not stay live.
 func (h *handler) answerEnding(ww *writer, r *http.Request, reason cancel.Reason) {
 	answered := false
 	defer func() {

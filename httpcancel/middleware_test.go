@@ -693,6 +693,10 @@ func TestInvalidOptions(t *testing.T) {
 		{WithDrain(nil), "WithDrain"},
 		{WithStreamGrace(-time.Second), "WithStreamGrace"},
 		{WithOperationOptions(cancel.WithTimeout(time.Second), nil), "WithOperationOptions"},
+		// An invalid cancel.Option made every request's operation fail at
+		// its start: a handler run with a dead context, 200 and no body.
+		{WithOperationOptions(cancel.WithToken(nil)), "WithToken"},
+		{WithOperationOptions(cancel.WithCondition("ready", nil, time.Second)), "WithCondition"},
 		{nil, "nil Option"},
 	} {
 		mw, err := New(WithTimeout(time.Second), c.opt)
@@ -823,45 +827,8 @@ func TestMiddlewareAllocations(t *testing.T) {
 	}
 }
 
-// An invalid cancel.Option in WithOperationOptions, which New cannot see,
-// fails every request operation at its start: the handler must not run
-// with a context already done (it answered 200, or the client got 503 with
-// an empty reason); the request is answered 500, and the operation ends
-// failed with the *cancel.OptionError.
-func TestInvalidOperationOption(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			e := newEnds()
-			ran := make(chan struct{}, 1)
-			opts := append(m.opts[:len(m.opts):len(m.opts)], WithOperationOptions(cancel.WithToken(nil)), e.option())
-			ts := serve(t, Middleware(opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ran <- struct{}{}
-				w.Write([]byte("ok"))
-			})))
-			resp, body := get(t, ts, "GET", "/")
-			if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("Content-Type") != "application/problem+json" {
-				t.Errorf("client got %d %q %q, want 500 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-			}
-			if strings.Contains(body, "WithToken") {
-				t.Errorf("the answer tells the client the internal error: %q", body)
-			}
-			op := e.next(t)
-			var oe *cancel.OptionError
-			if op.Status() != cancel.StatusFailed || !errors.As(op.Cause(), &oe) {
-				t.Errorf("operation ended %v with %v, want failed with the OptionError", op.Status(), op.Cause())
-			}
-			select {
-			case <-ran:
-				t.Error("the handler ran with an operation that failed at its start")
-			default:
-			}
-		})
-	}
-}
-
-// A WithResponder function that panics (or a WithStatus one that returns a
-// code WriteHeader refuses) goes on up to net/http, as any panic of the
-// request's; but the request's operation still ends, with its
+// A WithResponder function that panics goes on up to net/http, as any
+// panic of the request's; but the request's operation still ends, with its
 // cancellation: it must not stay live in the registry and the metrics.
 func TestResponderPanicEndsOperation(t *testing.T) {
 	for _, c := range []struct {
@@ -871,18 +838,14 @@ func TestResponderPanicEndsOperation(t *testing.T) {
 	}{
 		{"inline", []Option{WithOperationOptions(cancel.WithTimeout(20 * time.Millisecond))}, false},
 		{"shutdown", nil, true},
-		{"bad status", []Option{WithStatus(func(cancel.Reason) int { return 0 }),
-			WithOperationOptions(cancel.WithTimeout(20 * time.Millisecond))}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnds()
 			caught := make(chan any, 1)
 			started := make(chan struct{}, 1)
 			var d *Drain
-			opts := append(c.opts[:len(c.opts):len(c.opts)], e.option())
-			if c.name != "bad status" {
-				opts = append(opts, WithResponder(func(http.ResponseWriter, *http.Request, int, cancel.Reason) { panic("responder bug") }))
-			}
+			opts := append(c.opts[:len(c.opts):len(c.opts)], e.option(),
+				WithResponder(func(http.ResponseWriter, *http.Request, int, cancel.Reason) { panic("responder bug") }))
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				started <- struct{}{}
 				<-r.Context().Done()

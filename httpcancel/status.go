@@ -1,7 +1,6 @@
 package httpcancel
 
 import (
-	"io"
 	"net/http"
 	"strconv"
 
@@ -46,16 +45,4 @@ func WriteProblem(w http.ResponseWriter, status int, reason cancel.Reason) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write([]byte(body))
-}
-
-// writeInternalError answers 500 with a problem document that says
-// nothing of the cause.
-func writeInternalError(w http.ResponseWriter) {
-	const body = `{"type":"about:blank","title":"Internal Server Error","status":500}` + "\n"
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusInternalServerError)
-	io.WriteString(w, body)
 }
