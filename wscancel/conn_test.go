@@ -583,6 +583,8 @@ func TestInvalidOptions(t *testing.T) {
 	}{
 		{wscancel.WithName(""), "WithName"},
 		{wscancel.WithOperationOptions(nil), "WithOperationOptions"},
+		// Accepted, it failed every connection with a 500 instead.
+		{wscancel.WithOperationOptions(cancel.WithToken(nil)), "WithToken"},
 		{wscancel.WithAcceptOptions(nil), "WithAcceptOptions"},
 		{wscancel.WithHeartbeat(0, time.Second), "WithHeartbeat"},
 		{wscancel.WithHeartbeat(time.Second, time.Second), "WithHeartbeat"},

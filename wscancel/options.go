@@ -64,13 +64,18 @@ func WithName(name string) Option {
 // cancel.WithRegistry to list connections for operators,
 // cancel.WithObserver, sources such as cancel.WithToken, attributes.
 // They apply to the connection's operation only, not to its parent (the
-// request's operation).
+// request's operation). An invalid one (see cancel.CheckOptions) is an
+// error of NewHandler and Accept.
 func WithOperationOptions(opts ...cancel.Option) Option {
 	return func(c *config) error {
 		for i, o := range opts {
 			if o == nil {
 				return fmt.Errorf("wscancel: WithOperationOptions: option %d is nil", i)
 			}
+		}
+		if err := cancel.CheckOptions(opts...); err != nil {
+			// Else every connection's operation would fail at its start.
+			return fmt.Errorf("wscancel: WithOperationOptions: %w", err)
 		}
 		c.opOptions = append(c.opOptions, opts...)
 		return nil
