@@ -81,6 +81,6 @@ func ExampleTimeout() {
 	// /fast: 200 OK text/plain; charset=utf-8
 	// fast
 	// /report: 504 Gateway Timeout application/problem+json
-	// {"type":"https://cancelable-go.dev/problems#timeout","title":"Gateway Timeout","status":504,"reason":"timeout"}
+	// {"type":"https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#ReasonTimeout","title":"Gateway Timeout","status":504,"reason":"timeout"}
 	// late write: http: Handler timeout
 }

@@ -197,7 +197,7 @@ func checkProblem(t *testing.T, resp *http.Response, body string, status int, re
 		t.Fatalf("body %q: %v", body, err)
 	}
 	want := problem{
-		Type:   "https://cancelable-go.dev/problems#" + reason.String(),
+		Type:   "https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#Reason" + strings.ToUpper(reason.String()[:1]) + reason.String()[1:],
 		Title:  http.StatusText(status),
 		Status: status,
 		Reason: reason.String(),

@@ -3,6 +3,7 @@ package httpcancel
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/cancelable-go/cancelable/cancel"
 )
@@ -25,9 +26,11 @@ func DefaultStatus(r cancel.Reason) int {
 }
 
 // WriteProblem answers a cancelled request with an RFC 9457 problem
-// document: its title and status, and the reason as a type URI fragment. It
-// says nothing of the internal message. For ReasonShutdown it sets
-// Retry-After, so that clients try another instance.
+// document: its title and status, the reason, and as its type the
+// reason's documentation (https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#ReasonTimeout
+// for a timeout). It says nothing of the internal message. For
+// ReasonShutdown it sets Retry-After, so that clients try another
+// instance.
 func WriteProblem(w http.ResponseWriter, status int, reason cancel.Reason) {
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
@@ -40,9 +43,19 @@ func WriteProblem(w http.ResponseWriter, status int, reason cancel.Reason) {
 	if status == StatusClientClosedRequest {
 		title = "Client Closed Request"
 	}
-	body := `{"type":"https://cancelable-go.dev/problems#` + reason.String() + `","title":"` + title +
+	body := `{"type":"` + problemType(reason) + `","title":"` + title +
 		`","status":` + strconv.Itoa(status) + `,"reason":"` + reason.String() + `"}` + "\n"
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write([]byte(body))
+}
+
+// problemType is the type URI of the problem document for reason: the
+// documentation of its constant, a page this module owns.
+func problemType(reason cancel.Reason) string {
+	name := reason.String()
+	if name == "" {
+		return "about:blank"
+	}
+	return "https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#Reason" + strings.ToUpper(name[:1]) + name[1:]
 }
