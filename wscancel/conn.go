@@ -772,8 +772,8 @@ func (c *Conn) closeCancelled() {
 }
 
 // closeStatus is the close code and text for reason, from WithCloseStatus's
-// function; if it panics (it runs on the cancellation's goroutine, where
-// nothing would recover), DefaultCloseStatus's.
+// function; DefaultCloseStatus's if it returns code 0, or if it panics (it
+// runs on the cancellation's goroutine, where nothing would recover).
 func (c *Conn) closeStatus(reason cancel.Reason) (code websocket.StatusCode, text string) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -781,7 +781,10 @@ func (c *Conn) closeStatus(reason cancel.Reason) (code websocket.StatusCode, tex
 			code, text = DefaultCloseStatus(reason)
 		}
 	}()
-	return c.cfg.status(reason)
+	if code, text = c.cfg.status(reason); code == 0 {
+		return DefaultCloseStatus(reason)
+	}
+	return code, text
 }
 
 // closeEnded closes the connection when End is called.

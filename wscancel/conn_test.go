@@ -283,6 +283,15 @@ func TestCloseCodes(t *testing.T) {
 				}
 				return wscancel.DefaultCloseStatus(r)
 			})}, 1012, "restarting", "shutdown", cancel.StatusCancelled, false},
+		// A zero code leaves the reason to DefaultCloseStatus, as
+		// httpcancel's WithStatus does.
+		{"zero is the default", cancelWith(cancel.ReasonShutdown), []wscancel.Option{wscancel.WithCloseStatus(
+			func(r cancel.Reason) (websocket.StatusCode, string) {
+				if r == cancel.ReasonManual {
+					return websocket.StatusPolicyViolation, "kicked"
+				}
+				return 0, ""
+			})}, 1001, "shutdown", "shutdown", cancel.StatusCancelled, false},
 		// What cannot go in a close frame is made to fit: a code that may
 		// not be sent becomes 1011, a text over 123 bytes is cut, never
 		// inside a character.
