@@ -177,9 +177,9 @@ func WithCloseTimeout(d time.Duration) Option {
 // websocket.StatusServiceRestart for cancel.ReasonShutdown). It is not
 // called for cancel.ReasonDisconnect. Code 0 means DefaultCloseStatus's
 // code and text, so that the function need only name the reasons it
-// changes. A code that cannot be sent (1005,
-// 1006, 1015, outside 1000-4999) is replaced by
-// websocket.StatusInternalError; a text longer than 123 bytes is cut.
+// changes. A code that cannot be sent (1005, 1006, 1015, outside
+// 1000-4999) is replaced by websocket.StatusInternalError; a text longer
+// than 123 bytes is cut.
 func WithCloseStatus(status func(cancel.Reason) (websocket.StatusCode, string)) Option {
 	return func(c *config) error {
 		if status == nil {
