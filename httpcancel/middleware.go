@@ -215,8 +215,7 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // or that has no body (to a HEAD, a 204, a 304), is whole, and goes out:
 // set Content-Length on answers written whole. A request cancelled before
 // its handler starts (arriving once a Drain cancelled the requests in
-// flight, from a client already gone) is answered without running it. A
-// handler that answers by itself once its context ends keeps its answer.
+// flight, from a client already gone) is answered without running it.
 // Nothing is buffered: Flush, Hijack and http.ResponseController work as
 // without the middleware.
 //
@@ -231,14 +230,20 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // earlier timeout, or cancelled at shutdown on HTTP/2, where a response
 // ends only when its request returns, is waited for by Drain.Wait only).
 // Otherwise the handler runs inline and a cancellation is answered when it
-// returns.
+// returns; a handler that answers by itself once its context ends then
+// keeps its answer. On a goroutine of its own it keeps it only if it wrote
+// before the middleware answered: the middleware does not wait for it.
 //
 // A panic in the handler ends the operation as failed and goes on up, as
 // net/http expects (http.ErrAbortHandler included). A handler answering
 // 5xx ends its operation as failed.
 //
 // Wrap a ServeMux (the route is looked up to name the operation and find
-// its Timeout), or the handlers of its routes.
+// its Timeout), or the handlers of its routes. Around a ServeMux mounted in
+// another ("/api/" with http.StripPrefix), every request is named after
+// the outer pattern ("/api/"): wrap the inner ServeMux to name requests
+// after its routes. Mount an Admin handler outside the middleware, or its
+// own requests (the page reloads itself) fill the registry's history.
 func Middleware(opts ...Option) func(http.Handler) http.Handler {
 	mw, err := New(opts...)
 	if err != nil {
