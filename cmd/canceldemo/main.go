@@ -1,6 +1,6 @@
 // Command canceldemo shows why work stops.
 //
-//	canceldemo [serve] [-addr :8080] [-grace 5s]   a small service built on the library (the default)
+//	canceldemo [serve] [-addr 127.0.0.1:8080] [-grace 5s]   a small service built on the library (the default)
 //	canceldemo load [-target URL] [-rate 20] ...   traffic that makes it stop for every reason
 //	canceldemo tour                                a console tour: one operation per reason
 //	canceldemo health [-url URL]                   exit 0 if the service answers (container health checks)
@@ -32,7 +32,7 @@ func main() {
 const usage = `usage: canceldemo [command] [flags]
 
 commands:
-  serve    run the demo service (the default): canceldemo serve -addr :8080 -grace 5s
+  serve    run the demo service (the default): canceldemo serve -addr 127.0.0.1:8080 -grace 5s
   load     send traffic that stops for every reason: canceldemo load -target http://localhost:8080
   tour     a console tour of every reason, without a server
   health   check that a service answers: canceldemo health -url http://localhost:8080/healthz

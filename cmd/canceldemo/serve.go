@@ -18,7 +18,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := defaultServerConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", ":8080", "address to listen on")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (the admin page can cancel work: loopback unless you mean it)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "at shutdown, how long requests in flight get to finish before they are cancelled (reason shutdown)")
 	verbose := fs.Bool("v", false, "log every request that stopped early")
 	fs.Usage = func() {
