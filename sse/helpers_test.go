@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -162,4 +163,24 @@ func rawGet(t *testing.T, addr, path string, readBuf int) (net.Conn, *bufio.Read
 		t.Fatal(err)
 	}
 	return conn, br, resp.Header
+}
+
+// serveHTTP2 serves h over HTTP/2 (TLS) on loopback and GETs path from it.
+// The server and the response's body are closed when the test ends.
+func serveHTTP2(t *testing.T, h http.Handler, path string) (*httptest.Server, *http.Response) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // resets and TLS chatter
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	resp, err := ts.Client().Get(ts.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", resp.Proto)
+	}
+	return ts, resp
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -21,21 +20,10 @@ import (
 func TestHTTP2IdleFromStart(t *testing.T) {
 	const timeout = 50 * time.Millisecond
 	ended := make(chan error, 1)
-	ts := httptest.NewUnstartedServer(handle(t, ended, func(s *Stream) error {
+	_, resp := serveHTTP2(t, handle(t, ended, func(s *Stream) error {
 		<-time.After(5 * timeout) // the scenario: silence from the start, not synchronisation
 		return s.Send(Event{Data: "first"})
-	}, WithWriteTimeout(timeout)))
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	resp, err := ts.Client().Get(ts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("protocol %s", resp.Proto)
-	}
+	}, WithWriteTimeout(timeout)), "")
 	p := newParser(resp.Body)
 	var evs []parsed
 	for {

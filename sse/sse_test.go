@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -429,24 +428,13 @@ func TestRollingDeadlineOutlivesServerWriteTimeout(t *testing.T) {
 func TestHTTP2IdleWithWriteTimeout(t *testing.T) {
 	const timeout = 30 * time.Millisecond
 	ended := make(chan error, 1)
-	ts := httptest.NewUnstartedServer(handle(t, ended, func(s *Stream) error {
+	_, resp := serveHTTP2(t, handle(t, ended, func(s *Stream) error {
 		if err := s.Send(Event{Data: "before"}); err != nil {
 			return err
 		}
 		time.Sleep(5 * timeout) // the scenario: silence, not synchronisation
 		return s.Send(Event{Data: "after"})
-	}, WithWriteTimeout(timeout)))
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	resp, err := ts.Client().Get(ts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("protocol %s", resp.Proto)
-	}
+	}, WithWriteTimeout(timeout)), "")
 	if evs := readAll(t, newParser(resp.Body)); len(evs) != 2 || evs[1].Data != "after" {
 		t.Errorf("events %+v", evs)
 	}
@@ -1123,25 +1111,13 @@ func TestHeartbeatOnlyWhenSilent(t *testing.T) {
 // (the stream reset), never ended as if whole.
 func TestUnderHTTPCancelTimeoutHTTP2(t *testing.T) {
 	ended := make(chan error, 1)
-	ts := httptest.NewUnstartedServer(httpcancel.Middleware(httpcancel.WithTimeout(100 * time.Millisecond))(
+	_, resp := serveHTTP2(t, httpcancel.Middleware(httpcancel.WithTimeout(100*time.Millisecond))(
 		handle(t, ended, func(s *Stream) error {
 			if err := s.Send(Event{ID: "1", Data: "first"}); err != nil {
 				return err
 			}
 			return s.SendChan(make(chan Event)) // until the request times out
-		})))
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	resp, err := ts.Client().Get(ts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("protocol %s", resp.Proto)
-	}
+		})), "")
 	p := newParser(resp.Body)
 	if ev := next(t, p); ev.Data != "first" {
 		t.Fatalf("event %+v", ev)
@@ -1181,20 +1157,9 @@ func TestStalledReaderCutOffHTTP2(t *testing.T) {
 		results <- err
 	})
 	mux.HandleFunc("GET /other", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fine") })
-	ts := httptest.NewUnstartedServer(mux)
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	resp, err := ts.Client().Get(ts.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("protocol %s", resp.Proto)
-	}
+	ts, _ := serveHTTP2(t, mux, "/events")
 	// The client reads nothing, and keeps the stream open.
-	err = recv(t, results)
+	err := recv(t, results)
 	if cancel.ReasonOf(err) != cancel.ReasonDisconnect {
 		t.Errorf("Send failed with %v, want a disconnect", err)
 	}
