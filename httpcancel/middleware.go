@@ -242,8 +242,9 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 // its Timeout), or the handlers of its routes. Around a ServeMux mounted in
 // another ("/api/" with http.StripPrefix), every request is named after
 // the outer pattern ("/api/"): wrap the inner ServeMux to name requests
-// after its routes. Mount an Admin handler outside the middleware, or its
-// own requests (the page reloads itself) fill the registry's history.
+// after its routes. An Admin handler behind the middleware sees its own
+// requests (the page reloads itself) in the registry's history: mount it
+// outside to keep them out.
 func Middleware(opts ...Option) func(http.Handler) http.Handler {
 	mw, err := New(opts...)
 	if err != nil {
