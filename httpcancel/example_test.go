@@ -144,7 +144,7 @@ func ExampleOnShutdown() {
 	fmt.Print("/export: ", <-answers["/export"])
 	// Output:
 	// /quick: 200 OK, Retry-After "": done
-	// /export: 503 Service Unavailable, Retry-After "1": {"type":"https://cancelable-go.dev/problems#shutdown","title":"Service Unavailable","status":503,"reason":"shutdown"}
+	// /export: 503 Service Unavailable, Retry-After "1": {"type":"https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#ReasonShutdown","title":"Service Unavailable","status":503,"reason":"shutdown"}
 }
 
 // Serve the admin handler beside the application, outside the middleware
@@ -251,5 +251,5 @@ func ExampleWithClientBudget() {
 	fmt.Printf("%s\n%s", resp.Status, body)
 	// Output:
 	// 504 Gateway Timeout
-	// {"type":"https://cancelable-go.dev/problems#timeout","title":"Gateway Timeout","status":504,"reason":"timeout"}
+	// {"type":"https://pkg.go.dev/github.com/cancelable-go/cancelable/cancel#ReasonTimeout","title":"Gateway Timeout","status":504,"reason":"timeout"}
 }
