@@ -522,6 +522,7 @@ func (h *handler) finish(ww *writer, r *http.Request, cancelled bool) {
 		op.End(nil)
 		return
 	}
+	<-op.Done() // a cancellation may still be under way (see switchTimedOut)
 	err, reason := op.Err(), op.Reason()
 	if !wrote && !hijacked {
 		h.answerEnding(ww, r, reason)
@@ -674,7 +675,8 @@ func (h *handler) run(ww *writer, r *http.Request, done chan<- any) {
 		op := ww.op
 		ww.mu.Lock()
 		ww.returned = true
-		ww.cancelledFirst = op.Err() != nil
+		// A closed writer is a cancellation under way (see switchTimedOut).
+		ww.cancelledFirst = op.Err() != nil || ww.closed != nil
 		handedOver := ww.handedOver
 		ww.mu.Unlock()
 		if !handedOver {

@@ -850,3 +850,50 @@ func TestUpgradeOutlivesTimeoutOnceSwitched(t *testing.T) {
 	}
 	checkEnded(t, e.next(t), cancel.StatusCompleted, 0)
 }
+
+// A handler that answers 101 just as its time to switch protocols runs out
+// (once the middleware has found it had not switched, before its context
+// is done) must not get its client a 101 on a connection then closed,
+// which looks like a switch that failed later (a websocket's 1006): the
+// switch came too late, and the client gets the 504.
+func TestSwitchJustTooLate(t *testing.T) {
+	e := newEnds()
+	toSwitch, switched := make(chan struct{}), make(chan struct{})
+	release, doRelease := releaser()
+	defer doRelease()
+	hijacked := make(chan error, 1)
+	// Observers hear of a cancellation before the context ends: the
+	// handler switches in between.
+	hook := cancel.Hooks{OnCancel: func(*cancel.Operation, *cancel.Error) {
+		close(toSwitch)
+		<-switched
+	}}
+	ts := serve(t, Middleware(WithTimeout(50*time.Millisecond), e.option(),
+		WithOperationOptions(cancel.WithObserver(hook)))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-toSwitch
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "test")
+		w.WriteHeader(http.StatusSwitchingProtocols) // as coder/websocket does, then hijacks
+		close(switched)
+		<-release
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		hijacked <- err
+	})))
+	conn := dial(t, ts)
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	checkProblem(t, resp, string(body), http.StatusGatewayTimeout, cancel.ReasonTimeout)
+	doRelease()
+	if err := wait(t, hijacked, "the handler's late Hijack"); !errors.Is(err, http.ErrHandlerTimeout) {
+		t.Errorf("late Hijack returned %v, want http.ErrHandlerTimeout", err)
+	}
+	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
+}

@@ -267,6 +267,12 @@ func (w *writer) switchTimedOut(d time.Duration, tunnel bool) {
 	w.mu.Lock()
 	switched := w.hijacked || w.status == http.StatusSwitchingProtocols ||
 		tunnel && w.wroteHeader && w.status < 300
+	if !switched && !w.wroteHeader {
+		// Too late to switch: a 101 written from now on, before the
+		// middleware takes the response over, would reach the client on a
+		// connection then closed instead of the 504.
+		w.closed = http.ErrHandlerTimeout
+	}
 	w.mu.Unlock()
 	if !switched {
 		w.op.Cancel(cancel.ReasonTimeout, "did not switch protocols within "+d.String())
