@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -331,7 +332,7 @@ func (a *admin) cancel(w http.ResponseWriter, r *http.Request) {
 	reason := cancel.ReasonManual
 	if req.Reason != "" {
 		if reason, err = cancel.ParseReason(req.Reason); err != nil || reason == 0 {
-			writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("reason: unknown reason %q; want one of %s", req.Reason, reasonNames()))
+			writeAdminError(w, http.StatusBadRequest, fmt.Sprintf("reason: unknown reason %q; want one of %s", req.Reason, reasonNames(cancel.ReasonDisconnect)))
 			return
 		}
 		if reason == cancel.ReasonDisconnect {
@@ -492,10 +493,13 @@ func statusNames() string {
 	return strings.Join(names, ", ")
 }
 
-func reasonNames() string {
+// reasonNames lists the reasons, but for those excluded.
+func reasonNames(exclude ...cancel.Reason) string {
 	var names []string
 	for _, r := range cancel.Reasons() {
-		names = append(names, r.String())
+		if !slices.Contains(exclude, r) {
+			names = append(names, r.String())
+		}
 	}
 	return strings.Join(names, ", ")
 }

@@ -329,6 +329,12 @@ func TestAdminCancel(t *testing.T) {
 			admNotCancelled(t, op)
 		}
 		admDo(t, srv, http.MethodPost, base+"/operations/x/cancel", "", "").problem(t, http.StatusBadRequest, "id:")
+		// The reasons an unknown one is told to pick from are those it
+		// takes: not disconnect, which it refuses.
+		if r := admDo(t, srv, http.MethodPost, cancelURL(op), "application/json", `{"reason":"bogus"}`); strings.Contains(string(r.body), "disconnect") {
+			t.Errorf("an unknown reason is told to use one the endpoint refuses: %s", r.body)
+		}
+		admNotCancelled(t, op)
 	})
 	t.Run("not live", func(t *testing.T) {
 		ended := admEnded(reg, "ended", nil)
