@@ -739,10 +739,23 @@ var (
 	requestGone = cancel.WithParentReason(requestContextEnded)
 )
 
-// isUpgrade tells whether r asks to switch protocols (a websocket).
+// isUpgrade tells whether r asks to switch protocols (a websocket). An h2c
+// upgrade does not count: net/http never performs it, and an h2c handler in
+// front of the middleware would have taken the request (curl --http2 asks
+// for it on every first request over http://).
 func isUpgrade(r *http.Request) bool {
 	if r.ProtoMajor == 1 {
-		return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+		if !headerHasToken(r.Header, "Connection", "upgrade") {
+			return false
+		}
+		for _, v := range r.Header["Upgrade"] {
+			for t := range strings.SplitSeq(v, ",") {
+				if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "h2c") {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	return r.Method == http.MethodConnect // HTTP/2 tunnels and websockets (RFC 8441)
 }

@@ -777,6 +777,33 @@ func TestUpgradeHeaderDoesNotLiftTimeout(t *testing.T) {
 	checkEnded(t, e.next(t), cancel.StatusCancelled, cancel.ReasonTimeout)
 }
 
+// An h2c upgrade (what curl --http2 asks on its first request over
+// http://) is no protocol switch net/http or the middleware's handler
+// performs (an h2c handler in front would have taken it): the request is
+// a request, with its deadline, its client budget and its timeout.
+func TestH2CUpgradeIsARequest(t *testing.T) {
+	deadlines := make(chan bool, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ok := r.Context().Deadline()
+		deadlines <- ok
+		<-r.Context().Done()
+	})
+	ts := serve(t, Middleware(WithTimeout(time.Minute), WithClientBudget("", time.Minute))(h))
+	conn := dial(t, ts)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"+
+		"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nRequest-Timeout: 30ms\r\n\r\n")
+	if !wait(t, deadlines, "the handler") {
+		t.Error("the handler's context has no deadline")
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	checkProblem(t, resp, string(body), http.StatusGatewayTimeout, cancel.ReasonTimeout)
+}
+
 // On HTTP/2 the protocol switch is a CONNECT (a tunnel, an RFC 8441
 // websocket): a CONNECT the handler does not take up (2xx) is answered 504
 // at the deadline too.
