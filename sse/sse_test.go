@@ -426,13 +426,15 @@ func TestRollingDeadlineOutlivesServerWriteTimeout(t *testing.T) {
 // that resets the stream, even when idle; the stream clears it after each
 // write, so it may stay silent longer than its write timeout.
 func TestHTTP2IdleWithWriteTimeout(t *testing.T) {
-	const timeout = 30 * time.Millisecond
+	// Long enough for each write to finish on a loaded machine under the
+	// race detector (see TestHTTP2IdleFromStart).
+	const timeout = 250 * time.Millisecond
 	ended := make(chan error, 1)
 	_, resp := serveHTTP2(t, handle(t, ended, func(s *Stream) error {
 		if err := s.Send(Event{Data: "before"}); err != nil {
 			return err
 		}
-		time.Sleep(5 * timeout) // the scenario: silence, not synchronisation
+		time.Sleep(3 * timeout) // the scenario: silence, not synchronisation
 		return s.Send(Event{Data: "after"})
 	}, WithWriteTimeout(timeout)), "")
 	if evs := readAll(t, newParser(resp.Body)); len(evs) != 2 || evs[1].Data != "after" {
